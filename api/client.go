@@ -1,0 +1,251 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client calls a Lote server. Every CLI action goes through it.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a client for the server at base (http:// or https://),
+// trusting the CA in caFile when it is not empty.
+func NewClient(base, token, caFile string) (*Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, hc: &http.Client{Transport: tr}}, nil
+}
+
+// StatusError is a non-2xx answer from the server.
+type StatusError struct {
+	Status int
+	Body   ErrorBody
+}
+
+func (e *StatusError) Error() string {
+	msg := e.Body.Message
+	if e.Body.Field != "" && !strings.HasPrefix(msg, e.Body.Field+":") {
+		msg = e.Body.Field + ": " + msg
+	}
+	return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
+}
+
+// IsStatus reports whether err is a StatusError with the given status.
+func IsStatus(err error, status int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Status == status
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	_, err := c.doHeader(ctx, method, path, in, out)
+	return err
+}
+
+func (c *Client) doHeader(ctx context.Context, method, path string, in, out any) (http.Header, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		se := &StatusError{Status: resp.StatusCode}
+		var e Error
+		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)); json.Unmarshal(b, &e) == nil && e.Err.Message != "" {
+			se.Body = e.Err
+		} else {
+			se.Body = ErrorBody{Code: "http", Message: strings.TrimSpace(string(b))}
+		}
+		return resp.Header, se
+	}
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return resp.Header, nil
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err = io.Copy(w, resp.Body)
+		return resp.Header, err
+	}
+	return resp.Header, json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Pools lists pools.
+func (c *Client) Pools(ctx context.Context) ([]Pool, error) {
+	var out struct{ Pools []Pool }
+	return out.Pools, c.do(ctx, http.MethodGet, "/v1/pools", nil, &out)
+}
+
+// CreatePool creates a pool; the answer carries its join token.
+func (c *Client) CreatePool(ctx context.Context, in PoolCreate) (Pool, error) {
+	var out Pool
+	return out, c.do(ctx, http.MethodPost, "/v1/pools", in, &out)
+}
+
+// Pool shows a pool.
+func (c *Client) Pool(ctx context.Context, id string, revealToken bool) (Pool, error) {
+	var out Pool
+	q := ""
+	if revealToken {
+		q = "?reveal_token=true"
+	}
+	return out, c.do(ctx, http.MethodGet, "/v1/pools/"+url.PathEscape(id)+q, nil, &out)
+}
+
+// PoolNodes lists a pool's nodes.
+func (c *Client) PoolNodes(ctx context.Context, id string) ([]Node, error) {
+	var out struct{ Nodes []Node }
+	return out.Nodes, c.do(ctx, http.MethodGet, "/v1/pools/"+url.PathEscape(id)+"/nodes", nil, &out)
+}
+
+// Node shows a node.
+func (c *Client) Node(ctx context.Context, id string) (Node, error) {
+	var out Node
+	return out, c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(id), nil, &out)
+}
+
+// DrainNode stops (drain=true) or resumes dispatch to a node.
+func (c *Client) DrainNode(ctx context.Context, id string, drain bool) (Node, error) {
+	var out Node
+	verb := "/undrain"
+	if drain {
+		verb = "/drain"
+	}
+	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(id)+verb, nil, &out)
+}
+
+// Jobs lists jobs, optionally in one state.
+func (c *Client) Jobs(ctx context.Context, state string) ([]Job, error) {
+	var out struct{ Jobs []Job }
+	q := ""
+	if state != "" {
+		q = "?state=" + url.QueryEscape(state)
+	}
+	return out.Jobs, c.do(ctx, http.MethodGet, "/v1/jobs"+q, nil, &out)
+}
+
+// CreateJob creates a job.
+func (c *Client) CreateJob(ctx context.Context, in JobCreate) (Job, error) {
+	var out Job
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs", in, &out)
+}
+
+// Job shows a job with its task counts.
+func (c *Client) Job(ctx context.Context, id string) (Job, error) {
+	var out Job
+	return out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+}
+
+// WaitJob long-polls until the job's first `groups` task groups completed
+// or timeout passed; Job.Done says which.
+func (c *Client) WaitJob(ctx context.Context, id string, groups int, timeout time.Duration) (Job, error) {
+	var out Job
+	q := "?groups=" + strconv.Itoa(groups) + "&timeout=" + timeout.String()
+	return out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/wait"+q, nil, &out)
+}
+
+// AddTasks adds tasks to a job.
+func (c *Client) AddTasks(ctx context.Context, jobID string, in TaskAdd) (TaskAddResult, error) {
+	var out TaskAddResult
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks", in, &out)
+}
+
+// Submit creates a job (or uses an existing one) and adds tasks atomically.
+func (c *Client) Submit(ctx context.Context, in Submit) (TaskAddResult, error) {
+	var out TaskAddResult
+	return out, c.do(ctx, http.MethodPost, "/v1/submit", in, &out)
+}
+
+// Tasks lists one page of a job's tasks; next is the cursor from the
+// previous page ("" for the first).
+func (c *Client) Tasks(ctx context.Context, jobID, state string, limit int, next string) (TaskList, error) {
+	var out TaskList
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if next != "" {
+		q.Set("next", next)
+	}
+	return out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks?"+q.Encode(), nil, &out)
+}
+
+// Task shows a task with its attempts.
+func (c *Client) Task(ctx context.Context, jobID, taskID string) (Task, error) {
+	var out Task
+	return out, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks/"+url.PathEscape(taskID), nil, &out)
+}
+
+// LogChunk is a piece of a task's output.
+type LogChunk struct {
+	Data    []byte
+	Attempt int
+	State   string
+	Final   bool // nothing more will be written to this attempt's stream
+}
+
+// TaskLog reads a task's stdout ("stdout") or stderr from offset; attempt 0
+// means the latest.
+func (c *Client) TaskLog(ctx context.Context, jobID, taskID, stream string, attempt int, offset int64) (LogChunk, error) {
+	var buf bytes.Buffer
+	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}}
+	if attempt > 0 {
+		q.Set("attempt", strconv.Itoa(attempt))
+	}
+	p := "/v1/jobs/" + url.PathEscape(jobID) + "/tasks/" + url.PathEscape(taskID) + "/files/" + stream + ".txt?" + q.Encode()
+	h, err := c.doHeader(ctx, http.MethodGet, p, nil, &buf)
+	if err != nil {
+		return LogChunk{}, err
+	}
+	n, _ := strconv.Atoi(h.Get("Lote-Attempt"))
+	return LogChunk{Data: buf.Bytes(), Attempt: n, State: h.Get("Lote-Task-State"), Final: h.Get("Lote-Log-Final") == "true"}, nil
+}
+
+// Health checks /healthz.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)
+}

@@ -1,0 +1,276 @@
+// Package api holds Lote's wire types (the JSON shapes of the REST API and of
+// `-o json` output) and the Go client the CLI uses. It imports nothing from
+// internal/: the domain model lives in internal/core and is converted at the
+// API edge, so the wire format can stay stable while the core changes.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the schema version carried by every `-o json` document.
+const Version = "1"
+
+// Duration is a time.Duration that travels as a Go duration string ("30s").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON accepts a Go duration string; negative durations are refused.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"30s\"")
+	}
+	if s == "" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Task states, node states, results and failure categories as they appear on
+// the wire. They are the words of DESIGN §2.
+const (
+	TaskActive    = "active"
+	TaskAssigned  = "assigned"
+	TaskPreparing = "preparing"
+	TaskRunning   = "running"
+	TaskCompleted = "completed"
+
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+
+	JobActive      = "active"
+	JobTerminating = "terminating"
+	JobCompleted   = "completed"
+)
+
+// Pool is a named set of identical nodes.
+type Pool struct {
+	ID           string            `json:"id"`
+	Provider     string            `json:"provider"`
+	SlotsPerNode int               `json:"slots_per_node"`
+	FillPolicy   string            `json:"fill_policy"`
+	Prefill      int               `json:"prefill"`
+	TargetNodes  int               `json:"target_nodes"`
+	CurrentNodes int               `json:"current_nodes"`
+	NodeCounts   map[string]int    `json:"node_counts"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	JoinToken    string            `json:"join_token,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// PoolCreate is the body of POST /v1/pools.
+type PoolCreate struct {
+	ID           string            `json:"id"`
+	Provider     string            `json:"provider,omitempty"`
+	SlotsPerNode int               `json:"slots_per_node,omitempty"`
+	FillPolicy   string            `json:"fill_policy,omitempty"`
+	Prefill      *int              `json:"prefill,omitempty"`
+	TargetNodes  int               `json:"target_nodes,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+}
+
+// Node is one agent that joined a pool.
+type Node struct {
+	ID            string            `json:"id"`
+	PoolID        string            `json:"pool_id"`
+	State         string            `json:"state"`
+	Hostname      string            `json:"hostname"`
+	Slots         int               `json:"slots"`
+	Cores         int               `json:"cores"`
+	MemoryBytes   int64             `json:"memory_bytes"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Drained       bool              `json:"drained"`
+	Connected     bool              `json:"connected"`
+	RunningTasks  int               `json:"running_tasks"`
+	AssignedTasks int               `json:"assigned_tasks"`
+	JoinedAt      time.Time         `json:"joined_at"`
+	LastSeenAt    time.Time         `json:"last_seen_at"`
+}
+
+// TaskCounts counts a job's tasks by state; completed = succeeded + failed.
+type TaskCounts struct {
+	Active    int `json:"active"`
+	Assigned  int `json:"assigned"`
+	Preparing int `json:"preparing"`
+	Running   int `json:"running"`
+	Completed int `json:"completed"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+}
+
+// Total is the number of tasks the counts cover.
+func (c TaskCounts) Total() int {
+	return c.Active + c.Assigned + c.Preparing + c.Running + c.Completed
+}
+
+// Job is a container of tasks bound to a pool.
+type Job struct {
+	ID                 string            `json:"id"`
+	PoolID             string            `json:"pool_id"`
+	State              string            `json:"state"`
+	Priority           int               `json:"priority"`
+	MaxRetries         int               `json:"max_retries"`
+	MaxWallClock       Duration          `json:"max_wall_clock"`
+	OnAllTasksComplete string            `json:"on_all_tasks_complete"`
+	Owner              string            `json:"owner"`
+	Tags               map[string]string `json:"tags,omitempty"`
+	Env                map[string]string `json:"env,omitempty"`
+	TaskCounts         TaskCounts        `json:"task_counts"`
+	TaskGroups         int               `json:"task_groups"`
+	PendingReason      string            `json:"pending_reason,omitempty"`
+	Done               bool              `json:"done,omitempty"`
+	CreatedAt          time.Time         `json:"created_at"`
+	CompletedAt        *time.Time        `json:"completed_at,omitempty"`
+}
+
+// JobCreate is the body of POST /v1/jobs.
+type JobCreate struct {
+	ID                 string            `json:"id,omitempty"`
+	PoolID             string            `json:"pool_id"`
+	Priority           int               `json:"priority,omitempty"`
+	MaxRetries         *int              `json:"max_retries,omitempty"`
+	MaxWallClock       Duration          `json:"max_wall_clock,omitempty"`
+	OnAllTasksComplete string            `json:"on_all_tasks_complete,omitempty"`
+	Tags               map[string]string `json:"tags,omitempty"`
+	Env                map[string]string `json:"env,omitempty"`
+}
+
+// Requirements are what a task needs from a node.
+type Requirements struct {
+	Slots       int               `json:"slots,omitempty"`
+	Cores       int               `json:"cores,omitempty"`
+	MemoryBytes int64             `json:"memory_bytes,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// TaskSpec describes one task, or the template of an array.
+type TaskSpec struct {
+	ID           string            `json:"id,omitempty"`
+	Command      []string          `json:"command"`
+	Shell        bool              `json:"shell,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
+	Requirements Requirements      `json:"requirements,omitempty"`
+	MaxRetries   *int              `json:"max_retries,omitempty"`
+	MaxWallClock Duration          `json:"max_wall_clock,omitempty"`
+	Cwd          string            `json:"cwd,omitempty"`
+}
+
+// TaskAdd is the body of POST /v1/jobs/{id}/tasks: explicit tasks, an array
+// over a Slurm-style index spec, or one task per line. Exactly one is set.
+type TaskAdd struct {
+	Tasks    []TaskSpec `json:"tasks,omitempty"`
+	Array    string     `json:"array,omitempty"`
+	Lines    []string   `json:"lines,omitempty"`
+	Template *TaskSpec  `json:"template,omitempty"`
+	IDPrefix string     `json:"id_prefix,omitempty"`
+}
+
+// TaskAddResult reports what a TaskAdd created.
+type TaskAddResult struct {
+	Version string `json:"version"`
+	JobID   string `json:"job_id"`
+	Added   int    `json:"added"`
+	FirstID string `json:"first_id,omitempty"`
+	LastID  string `json:"last_id,omitempty"`
+}
+
+// Submit is the body of POST /v1/submit: a job (new, or existing when
+// Job.ID names one and Existing is set) and its tasks, applied atomically.
+type Submit struct {
+	Job      JobCreate `json:"job"`
+	Existing bool      `json:"existing,omitempty"`
+	Tasks    TaskAdd   `json:"tasks"`
+}
+
+// Attempt is one execution of a task.
+type Attempt struct {
+	Number          int        `json:"number"`
+	NodeID          string     `json:"node_id"`
+	AssignedAt      time.Time  `json:"assigned_at"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	EndedAt         *time.Time `json:"ended_at,omitempty"`
+	Result          string     `json:"result,omitempty"`
+	FailureCategory string     `json:"failure_category,omitempty"`
+	ExitCode        *int       `json:"exit_code,omitempty"`
+	Signal          int        `json:"signal,omitempty"`
+	UserCPU         Duration   `json:"user_cpu"`
+	SysCPU          Duration   `json:"sys_cpu"`
+	MaxRSSBytes     int64      `json:"max_rss_bytes"`
+	Message         string     `json:"message,omitempty"`
+}
+
+// Task is one command line in a job.
+type Task struct {
+	JobID           string     `json:"job_id"`
+	ID              string     `json:"id"`
+	Index           *int       `json:"index,omitempty"`
+	State           string     `json:"state"`
+	PendingReason   string     `json:"pending_reason,omitempty"`
+	Result          string     `json:"result,omitempty"`
+	FailureCategory string     `json:"failure_category,omitempty"`
+	ExitCode        *int       `json:"exit_code,omitempty"`
+	Signal          int        `json:"signal,omitempty"`
+	Attempt         int        `json:"attempt"`
+	Retries         int        `json:"retries"`
+	Requeues        int        `json:"requeues"`
+	NodeID          string     `json:"node_id,omitempty"`
+	Command         []string   `json:"command"`
+	Shell           bool       `json:"shell,omitempty"`
+	Attempts        []Attempt  `json:"attempts,omitempty"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	EndedAt         *time.Time `json:"ended_at,omitempty"`
+}
+
+// TaskList is one page of a job's tasks; Next is the cursor of the next page.
+type TaskList struct {
+	Version string `json:"version"`
+	Tasks   []Task `json:"tasks"`
+	Next    string `json:"next,omitempty"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Err ErrorBody `json:"error"`
+}
+
+// ErrorBody says what went wrong and, for invalid input, which field.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Error codes carried in ErrorBody.Code.
+const (
+	CodeInvalid      = "invalid"
+	CodeUnauthorized = "unauthorized"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeTooLarge     = "too_large"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+)
+
+// ClientConfig is the content of client.json written by `lote up` and
+// `lote server`: how the CLI finds and trusts the server.
+type ClientConfig struct {
+	Server string `json:"server"`
+	Token  string `json:"token"`
+	CAFile string `json:"ca_file"`
+}

@@ -1,0 +1,791 @@
+// Package agent is the node side of Lote: it dials out to the server, joins
+// a pool, receives batches of assignments, runs them through the node's
+// long-lived spawner, and reports starts and ends in batches. Reports are kept
+// until the server acknowledges them, tasks keep running while the server is
+// away, and a restarted agent adopts the tasks its spawner still runs.
+//
+// Task life on the agent:
+//
+//	assigned ──slots free──► spawned ──exit──► reported ──ack──► forgotten
+//	   │                        │
+//	   └─revoke (not started)   └─kill (drop, cancel, shutdown)
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/placeholder"
+	"github.com/lotehq/lote/internal/proto"
+	"github.com/lotehq/lote/internal/spawner"
+	"github.com/lotehq/lote/internal/tlsutil"
+)
+
+// Config configures an agent.
+type Config struct {
+	Server     string // base URL of the server
+	ServerFile string // a client.json to re-read before every dial (lote up's agents follow a restarted server)
+	CAFile     string
+	Pool       string
+	JoinToken  string
+	Dir        string // node root directory
+	Name       string // proposed node ID
+	Slots      int
+	Cores      int
+	Memory     int64
+	Labels     map[string]string
+	// OrphanTimeout is how long the agent keeps its tasks without a server
+	// before it stops them and exits.
+	OrphanTimeout time.Duration
+	Exe           string // the lote binary, for the spawner
+	Logger        *slog.Logger
+}
+
+// DefaultOrphanTimeout is DESIGN §4's "an agent with no server for 10 min
+// stops its tasks and exits".
+const DefaultOrphanTimeout = 10 * time.Minute
+
+// maxInlineLog is how much of each output stream travels with a completion
+// report; the rest stays on the node.
+const maxInlineLog = 1 << 20
+
+// ErrOrphaned is returned when the agent gave up waiting for a server.
+var ErrOrphaned = errors.New("no server for too long: tasks stopped")
+
+type identity struct {
+	NodeID string `json:"node_id"`
+	Token  string `json:"token"`
+}
+
+type task struct {
+	ref     proto.Ref
+	tpl     *proto.Template
+	index   int
+	line    string
+	hasLine bool
+	slots   int
+	id      string // spawner ID
+	running bool
+}
+
+type report struct {
+	fin proto.Finished
+	id  string // spawner ID, acknowledged to the spawner once the server has the report
+	seq uint64
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	sp  *spawner.Client
+	env []string
+
+	mu        sync.Mutex
+	id        identity
+	templates map[string]*proto.Template
+	tasks     map[string]*task // by spawner ID: queued and running
+	queue     []*task
+	used      int
+	unsent    []*report
+	inflight  []*report
+	started   []proto.Started
+	revoked   []proto.RevokeAnswer
+	logs      []proto.LogChunk
+	seq       uint64
+	notify    chan struct{}
+	stopping  bool
+}
+
+func spawnID(r proto.Ref) string { return r.Job + "/" + r.Task + "/" + strconv.Itoa(r.Attempt) }
+
+func parseSpawnID(id string) (proto.Ref, bool) {
+	parts := strings.Split(id, "/")
+	if len(parts) != 3 {
+		return proto.Ref{}, false
+	}
+	n, err := strconv.Atoi(parts[2])
+	return proto.Ref{Job: parts[0], Task: parts[1], Attempt: n}, err == nil
+}
+
+// Run runs the agent until ctx ends (stopping its tasks) or it is orphaned.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Slots <= 0 {
+		cfg.Slots = runtime.NumCPU()
+	}
+	if cfg.Cores <= 0 {
+		cfg.Cores = runtime.NumCPU()
+	}
+	if cfg.Memory <= 0 {
+		cfg.Memory = totalMemory()
+	}
+	if cfg.OrphanTimeout == 0 {
+		cfg.OrphanTimeout = DefaultOrphanTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	for _, d := range []string{"shared", "startup", "applications", "cache", "workitems"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{},
+		tasks: map[string]*task{}, notify: make(chan struct{}, 1),
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.Dir, "node.json")); err == nil {
+		if err := json.Unmarshal(b, &a.id); err != nil {
+			return fmt.Errorf("agent: %s: %w", filepath.Join(cfg.Dir, "node.json"), err)
+		}
+	}
+	sock := filepath.Join(cfg.Dir, "spawner.sock")
+	exe := cfg.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	a.sp, err = spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"))
+	if err != nil {
+		return fmt.Errorf("agent: starting spawner: %w", err)
+	}
+	defer a.sp.Close()
+	if err := a.adopt(ctx); err != nil {
+		return err
+	}
+	go a.exits()
+	// The stream outlives ctx until shutdown has reported the stopped tasks.
+	connCtx, cancelConn := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			a.shutdown()
+			cancelConn()
+		case <-connCtx.Done():
+		}
+	}()
+	err = a.connectLoop(connCtx)
+	if ctx.Err() == nil {
+		a.shutdown()
+		cancelConn()
+	}
+	<-stopped
+	return err
+}
+
+// adopt takes over tasks a previous agent left running in the spawner.
+func (a *Agent) adopt(ctx context.Context) error {
+	running, err := a.sp.List(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: listing spawner tasks: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range running {
+		ref, ok := parseSpawnID(r.ID)
+		if !ok {
+			continue
+		}
+		a.tasks[r.ID] = &task{ref: ref, slots: 1, id: r.ID, running: true}
+		a.used++
+	}
+	if len(running) > 0 {
+		a.log.Info("adopted running tasks", "count", len(running))
+	}
+	return nil
+}
+
+// connectLoop keeps a stream to the server open, reconnecting with backoff.
+func (a *Agent) connectLoop(ctx context.Context) error {
+	lastConnected := time.Now()
+	backoff := 100 * time.Millisecond
+	for {
+		connected, err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if connected {
+			lastConnected = time.Now()
+			backoff = 100 * time.Millisecond
+		}
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			return err
+		}
+		if time.Since(lastConnected) > a.cfg.OrphanTimeout {
+			a.log.Error("no server; stopping tasks", "for", a.cfg.OrphanTimeout)
+			return ErrOrphaned
+		}
+		a.log.Info("server unreachable; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return "server refused the agent: " + e.msg }
+
+func (a *Agent) target() (string, string, error) {
+	url, ca := a.cfg.Server, a.cfg.CAFile
+	if a.cfg.ServerFile != "" {
+		b, err := os.ReadFile(a.cfg.ServerFile)
+		if err != nil {
+			return "", "", err
+		}
+		var c api.ClientConfig
+		if err := json.Unmarshal(b, &c); err != nil {
+			return "", "", fmt.Errorf("%s: %w", a.cfg.ServerFile, err)
+		}
+		url, ca = c.Server, c.CAFile
+	}
+	return url, ca, nil
+}
+
+// session runs one stream; it reports whether the server welcomed the agent.
+func (a *Agent) session(ctx context.Context) (bool, error) {
+	base, caFile, err := a.target()
+	if err != nil {
+		return false, err
+	}
+	hc := &http.Client{Timeout: 0}
+	if caFile != "" {
+		pool, err := tlsutil.Pool(caFile)
+		if err != nil {
+			return false, err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + proto.Path
+	a.mu.Lock()
+	tok := a.cfg.JoinToken
+	if a.id.Token != "" {
+		tok = a.id.Token
+	}
+	a.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, _, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{
+		HTTPClient: hc, HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(64 << 20)
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+
+	if err := writeFrame(sctx, conn, &proto.ToServer{Hello: a.hello()}); err != nil {
+		return false, err
+	}
+	var first proto.ToAgent
+	if err := readFrame(sctx, conn, &first); err != nil {
+		return false, err
+	}
+	if first.Error != "" {
+		return false, &refusedError{first.Error}
+	}
+	if first.Welcome == nil {
+		return false, errors.New("server did not welcome the agent")
+	}
+	if err := a.welcome(first.Welcome); err != nil {
+		return true, err
+	}
+	a.log.Info("connected", "node", first.Welcome.NodeID, "server", base)
+	hb := time.Duration(first.Welcome.HeartbeatInterval)
+	errc := make(chan error, 2)
+	go func() { errc <- a.writer(sctx, conn, hb) }()
+	go func() { errc <- a.reader(sctx, conn) }()
+	err = <-errc
+	scancel()
+	a.disconnected()
+	return true, err
+}
+
+func (a *Agent) hello() *proto.Hello {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	host, _ := os.Hostname()
+	h := &proto.Hello{
+		Version: proto.Version, NodeID: a.id.NodeID, Name: a.cfg.Name, Pool: a.cfg.Pool, Hostname: host,
+		Slots: a.cfg.Slots, Cores: a.cfg.Cores, Memory: a.cfg.Memory, Labels: a.cfg.Labels,
+	}
+	for _, t := range a.tasks {
+		phase := proto.PhaseQueued
+		if t.running {
+			phase = proto.PhaseRunning
+		}
+		h.Known = append(h.Known, proto.Known{Ref: t.ref, Phase: phase})
+	}
+	for _, r := range append(append([]*report(nil), a.inflight...), a.unsent...) {
+		h.Known = append(h.Known, proto.Known{Ref: r.fin.Ref, Phase: proto.PhaseFinished})
+	}
+	return h
+}
+
+func (a *Agent) welcome(w *proto.Welcome) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w.NodeToken != "" {
+		a.id = identity{NodeID: w.NodeID, Token: w.NodeToken}
+		b, _ := json.Marshal(a.id)
+		path := filepath.Join(a.cfg.Dir, "node.json")
+		if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return err
+		}
+	}
+	for _, r := range w.Drop {
+		a.dropLocked(spawnID(r))
+	}
+	for _, k := range w.Keep {
+		if t := a.tasks[spawnID(k.Ref)]; t != nil && t.running {
+			a.used += k.Slots - t.slots
+			t.slots = k.Slots
+		}
+	}
+	// Reports not acknowledged on the last stream are sent again.
+	a.unsent = append(a.inflight, a.unsent...)
+	a.inflight = nil
+	a.startLocked()
+	a.wake()
+	return nil
+}
+
+func (a *Agent) disconnected() {
+	a.mu.Lock()
+	a.started, a.revoked, a.logs = nil, nil, nil
+	a.templates = map[string]*proto.Template{}
+	a.mu.Unlock()
+}
+
+func (a *Agent) dropLocked(id string) {
+	t := a.tasks[id]
+	if t == nil {
+		return
+	}
+	if t.running {
+		a.sp.Kill(id, 5*time.Second)
+		return
+	}
+	delete(a.tasks, id)
+	a.removeQueued(t)
+}
+
+func (a *Agent) removeQueued(t *task) {
+	for i, q := range a.queue {
+		if q == t {
+			a.queue = append(a.queue[:i], a.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+func (a *Agent) reader(ctx context.Context, conn *websocket.Conn) error {
+	for {
+		var f proto.ToAgent
+		if err := readFrame(ctx, conn, &f); err != nil {
+			return err
+		}
+		if f.Error != "" {
+			return &refusedError{f.Error}
+		}
+		a.handle(&f)
+	}
+}
+
+func (a *Agent) handle(f *proto.ToAgent) {
+	var acked []string
+	a.mu.Lock()
+	for i := range f.Templates {
+		t := f.Templates[i]
+		a.templates[t.Key] = &t
+	}
+	for _, as := range f.Assign {
+		id := spawnID(as.Ref)
+		if a.tasks[id] != nil {
+			continue // already here (a resend)
+		}
+		tpl := a.templates[as.Template]
+		if tpl == nil {
+			a.log.Error("assignment names an unknown template", "task", id, "template", as.Template)
+			continue
+		}
+		t := &task{ref: as.Ref, tpl: tpl, index: as.Index, line: as.Line, hasLine: as.HasLine, slots: tpl.Slots, id: id}
+		if strings.Count(as.Template, "/") == 2 {
+			delete(a.templates, as.Template) // a one-off template of an explicit task
+		}
+		a.tasks[id] = t
+		a.queue = append(a.queue, t)
+	}
+	for _, r := range f.Revoke {
+		id := spawnID(r)
+		t := a.tasks[id]
+		ok := t != nil && !t.running
+		if ok {
+			delete(a.tasks, id)
+			a.removeQueued(t)
+		}
+		a.revoked = append(a.revoked, proto.RevokeAnswer{Ref: r, Revoked: ok})
+	}
+	for _, r := range f.Kill {
+		a.dropLocked(spawnID(r))
+	}
+	if f.AckReports != 0 {
+		n := 0
+		for n < len(a.inflight) && a.inflight[n].seq <= f.AckReports {
+			acked = append(acked, a.inflight[n].id)
+			n++
+		}
+		a.inflight = a.inflight[n:]
+	}
+	a.startLocked()
+	a.mu.Unlock()
+	for _, lr := range f.LogReqs {
+		go a.serveLog(lr)
+	}
+	if len(acked) > 0 {
+		a.sp.Ack(acked...)
+	}
+	a.wake()
+}
+
+func (a *Agent) serveLog(lr proto.LogReq) {
+	c := proto.LogChunk{ID: lr.ID}
+	name := "stdout.txt"
+	if lr.Stream == "stderr" {
+		name = "stderr.txt"
+	}
+	path := filepath.Join(a.attemptDir(lr.Ref), name)
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			c.Size = st.Size()
+		}
+		if lr.Offset < c.Size {
+			buf := make([]byte, min(int64(max(lr.Max, 1)), c.Size-lr.Offset))
+			n, _ := f.ReadAt(buf, lr.Offset)
+			c.Data = buf[:n]
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		c.Err = err.Error()
+	}
+	a.mu.Lock()
+	a.logs = append(a.logs, c)
+	a.mu.Unlock()
+	a.wake()
+}
+
+func (a *Agent) attemptDir(r proto.Ref) string {
+	return filepath.Join(a.cfg.Dir, "workitems", r.Job, r.Task, strconv.Itoa(r.Attempt))
+}
+
+// startLocked spawns queued tasks while slots are free.
+func (a *Agent) startLocked() {
+	for len(a.queue) > 0 && !a.stopping {
+		t := a.queue[0]
+		if a.used > 0 && a.used+t.slots > a.cfg.Slots {
+			return
+		}
+		a.queue[0] = nil
+		a.queue = a.queue[1:]
+		a.used += t.slots
+		t.running = true
+		if err := a.spawn(t); err != nil {
+			a.log.Error("spawning task", "task", t.id, "err", err)
+			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
+			continue
+		}
+		a.started = append(a.started, proto.Started{Ref: t.ref, At: time.Now().UnixNano()})
+	}
+}
+
+func (a *Agent) spawn(t *task) error {
+	dir := a.attemptDir(t.ref)
+	wd := filepath.Join(dir, "wd")
+	ckpt := filepath.Join(a.cfg.Dir, "workitems", t.ref.Job, t.ref.Task, "checkpoint")
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(ckpt, 0o755); err != nil {
+		return err
+	}
+	v := placeholder.Values{Job: t.ref.Job, Task: t.ref.Task, Attempt: strconv.Itoa(t.ref.Attempt), Line: t.line, HasLine: t.hasLine}
+	if t.index >= 0 {
+		v.Index, v.HasIndex = strconv.Itoa(t.index), true
+	}
+	argv := make([]string, len(t.tpl.Command))
+	for i, arg := range t.tpl.Command {
+		s, err := placeholder.Expand(arg, v)
+		if err != nil {
+			return fmt.Errorf("command[%d]: %w", i, err)
+		}
+		argv[i] = s
+	}
+	if t.tpl.Shell {
+		argv = []string{"/bin/sh", "-c", argv[0]}
+	}
+	cwd := wd
+	if t.tpl.Cwd != "" {
+		s, err := placeholder.Expand(t.tpl.Cwd, v)
+		if err != nil {
+			return fmt.Errorf("cwd: %w", err)
+		}
+		cwd = s
+	}
+	env := make([]string, 0, len(a.env)+16+len(t.tpl.Env))
+	env = append(env, a.env...)
+	env = append(env,
+		"LOTE_POOL_ID="+t.tpl.Pool,
+		"LOTE_NODE_ID="+a.id.NodeID,
+		"LOTE_JOB_ID="+t.ref.Job,
+		"LOTE_TASK_ID="+t.ref.Task,
+		"LOTE_ATTEMPT="+v.Attempt,
+		"LOTE_TASK_DIR="+dir,
+		"LOTE_TASK_WORKING_DIR="+cwd,
+		"LOTE_NODE_SHARED_DIR="+filepath.Join(a.cfg.Dir, "shared"),
+		"LOTE_NODE_ROOT_DIR="+a.cfg.Dir,
+		"LOTE_CHECKPOINT_DIR="+ckpt,
+	)
+	if v.HasIndex {
+		env = append(env, "LOTE_TASK_INDEX="+v.Index)
+	}
+	if t.hasLine {
+		env = append(env, "LOTE_TASK_LINE="+t.line)
+	}
+	for k, val := range t.tpl.Env {
+		env = append(env, k+"="+val)
+	}
+	return a.sp.Spawn(spawner.SpawnRequest{
+		ID: t.id, Argv: argv, Env: env, Dir: cwd,
+		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"),
+		MaxWallClock: time.Duration(t.tpl.MaxWallClock),
+	})
+}
+
+// exits turns the spawner's exits into reports.
+func (a *Agent) exits() {
+	for ex := range a.sp.Exits() {
+		a.mu.Lock()
+		t := a.tasks[ex.ID]
+		if t == nil {
+			ref, ok := parseSpawnID(ex.ID)
+			if !ok {
+				a.mu.Unlock()
+				a.sp.Ack(ex.ID)
+				continue
+			}
+			t = &task{ref: ref, id: ex.ID} // finished while no agent ran
+		} else {
+			a.used -= t.slots
+		}
+		a.finishLocked(t, ex)
+		a.startLocked()
+		a.mu.Unlock()
+		a.wake()
+	}
+}
+
+func (a *Agent) finishLocked(t *task, ex spawner.Exit) {
+	delete(a.tasks, t.id)
+	dir := a.attemptDir(t.ref)
+	fin := proto.Finished{
+		Ref: t.ref, ExitCode: ex.ExitCode, Signal: ex.Signal, TimedOut: ex.TimedOut,
+		Lost: ex.Lost || a.stopping, StartErr: ex.StartErr, StartedAt: ex.StartedAt.UnixNano(), EndedAt: ex.EndedAt.UnixNano(),
+		UserCPU: int64(ex.UserCPU), SysCPU: int64(ex.SysCPU), MaxRSS: ex.MaxRSS,
+		Stdout: readLog(filepath.Join(dir, "stdout.txt")), Stderr: readLog(filepath.Join(dir, "stderr.txt")),
+	}
+	if ex.StartedAt.IsZero() {
+		fin.StartedAt = 0
+	}
+	a.unsent = append(a.unsent, &report{fin: fin, id: ex.ID})
+}
+
+// readLog reads up to maxInlineLog bytes of an output file; empty output
+// costs nothing.
+func readLog(path string) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return nil
+	}
+	buf := make([]byte, min(st.Size(), maxInlineLog))
+	n, _ := f.ReadAt(buf, 0)
+	return buf[:n]
+}
+
+func (a *Agent) wake() {
+	select {
+	case a.notify <- struct{}{}:
+	default:
+	}
+}
+
+// writer sends what accumulated as one frame, and a heartbeat when idle.
+func (a *Agent) writer(ctx context.Context, conn *websocket.Conn, hb time.Duration) error {
+	if hb <= 0 {
+		hb = 5 * time.Second
+	}
+	t := time.NewTicker(hb)
+	defer t.Stop()
+	for {
+		heartbeat := false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.notify:
+		case <-t.C:
+			heartbeat = true
+		}
+		f := &proto.ToServer{}
+		a.mu.Lock()
+		f.Started, a.started = a.started, nil
+		f.Revoked, a.revoked = a.revoked, nil
+		f.Logs, a.logs = a.logs, nil
+		if len(a.unsent) > 0 {
+			a.seq++
+			f.Seq = a.seq
+			for _, r := range a.unsent {
+				r.seq = a.seq
+				f.Finished = append(f.Finished, r.fin)
+			}
+			a.inflight = append(a.inflight, a.unsent...)
+			a.unsent = nil
+		}
+		a.mu.Unlock()
+		if !heartbeat && f.Seq == 0 && len(f.Started)+len(f.Revoked)+len(f.Logs) == 0 {
+			continue
+		}
+		if err := writeFrame(ctx, conn, f); err != nil {
+			return err
+		}
+	}
+}
+
+// shutdown stops every task and waits (bounded) for their ends to be
+// reported, so the server requeues them at once instead of after a timeout.
+func (a *Agent) shutdown() {
+	a.mu.Lock()
+	a.stopping = true
+	a.queue = nil
+	var ids []string
+	for id, t := range a.tasks {
+		if t.running {
+			ids = append(ids, id)
+		} else {
+			delete(a.tasks, id)
+		}
+	}
+	a.mu.Unlock()
+	for _, id := range ids {
+		a.sp.Kill(id, 3*time.Second)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		n := len(a.tasks) + len(a.unsent) + len(a.inflight)
+		a.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readFrame(ctx context.Context, c *websocket.Conn, v any) error {
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return err
+	}
+	return proto.Unmarshal(b, v)
+}
+
+func writeFrame(ctx context.Context, c *websocket.Conn, v any) error {
+	b, err := proto.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.Write(ctx, websocket.MessageBinary, b)
+}
+
+// lockDir makes sure only one agent uses a node directory.
+func lockDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "agent.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent: another agent is running in %s", dir)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
+
+// Locked reports whether a live agent holds dir (used by lote up to avoid
+// starting a second agent on a node directory it re-adopts).
+func Locked(dir string) bool {
+	f, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+func totalMemory() int64 {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return int64(si.Totalram) * int64(si.Unit)
+}

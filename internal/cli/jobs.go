@@ -1,0 +1,383 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lotehq/lote/api"
+)
+
+func (a *app) jobCmd() *cobra.Command {
+	c := &cobra.Command{Use: "job", Short: "Create, inspect and wait for jobs"}
+	c.AddCommand(a.jobCreateCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobWaitCmd())
+	return c
+}
+
+// jobFlags are the job options shared by `job create` and `submit`.
+type jobFlags struct {
+	in         api.JobCreate
+	maxRetries int
+	tags, env  []string
+	onDone     string
+	wall       time.Duration
+}
+
+func (jf *jobFlags) register(c *cobra.Command, withEnv bool) {
+	f := c.Flags()
+	f.StringVar(&jf.in.PoolID, "pool", "local", "pool the job runs on")
+	f.IntVar(&jf.in.Priority, "priority", 0, "priority from -1000 to 1000 (higher runs first)")
+	f.IntVar(&jf.maxRetries, "max-retries", 0, "retries after a task fails (-1 = unlimited)")
+	f.DurationVar(&jf.wall, "max-wall-clock", 0, "kill a task's attempt after this long (e.g. 10m)")
+	f.StringVar(&jf.onDone, "on-all-tasks-complete", "no_action", "no_action or terminate_job")
+	f.StringArrayVar(&jf.tags, "tag", nil, "job tag K=V (repeatable)")
+	if withEnv {
+		f.StringArrayVar(&jf.env, "job-env", nil, "environment K=V for every task of the job (repeatable)")
+	}
+}
+
+func (jf *jobFlags) build(c *cobra.Command) (api.JobCreate, error) {
+	in := jf.in
+	var err error
+	if in.Tags, err = parseKV("--tag", jf.tags); err != nil {
+		return in, err
+	}
+	if in.Env, err = parseKV("--job-env", jf.env); err != nil {
+		return in, err
+	}
+	if c.Flags().Changed("max-retries") {
+		in.MaxRetries = &jf.maxRetries
+	}
+	if jf.wall < 0 {
+		return in, usageErr("--max-wall-clock must not be negative")
+	}
+	in.MaxWallClock = api.Duration(jf.wall)
+	in.OnAllTasksComplete = jf.onDone
+	return in, nil
+}
+
+func (a *app) jobCreateCmd() *cobra.Command {
+	var jf jobFlags
+	c := &cobra.Command{
+		Use:   "create [JOB]",
+		Short: "Create a job (an ID is generated when none is given)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			in, err := jf.build(c)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				in.ID = args[0]
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			j, err := cl.CreateJob(c.Context(), in)
+			if err != nil {
+				return err
+			}
+			return a.emit(j, []string{j.ID}, func(w io.Writer) { fmt.Fprintln(w, j.ID) })
+		},
+	}
+	jf.register(c, true)
+	return c
+}
+
+func jobTable(w io.Writer, jobs []api.Job) {
+	fmt.Fprintln(w, "JOB\tPOOL\tSTATE\tPRIO\tACTIVE\tRUNNING\tSUCCEEDED\tFAILED\tTOTAL\tWAITING")
+	for _, j := range jobs {
+		c := j.TaskCounts
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", j.ID, j.PoolID, j.State, j.Priority,
+			c.Active+c.Assigned, c.Running+c.Preparing, c.Succeeded, c.Failed, c.Total(), dash(j.PendingReason))
+	}
+}
+
+func (a *app) jobListCmd() *cobra.Command {
+	var state string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			jobs, err := cl.Jobs(c.Context(), state)
+			if err != nil {
+				return err
+			}
+			ids := make([]string, len(jobs))
+			for i, j := range jobs {
+				ids[i] = j.ID
+			}
+			return a.emit(map[string]any{"jobs": jobs}, ids, func(w io.Writer) { jobTable(w, jobs) })
+		},
+	}
+	c.Flags().StringVar(&state, "state", "", "only jobs in this state (active, terminating, completed)")
+	return c
+}
+
+func (a *app) jobShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show JOB",
+		Short: "Show a job and its task counts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			j, err := cl.Job(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.emit(j, []string{j.ID}, func(w io.Writer) { jobTable(w, []api.Job{j}) })
+		},
+	}
+}
+
+func (a *app) jobWaitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "wait JOB",
+		Short: "Wait until every task the job has now has completed; exit 1 if any failed",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			j, err := cl.Job(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.wait(c.Context(), cl, j.ID, j.TaskGroups)
+		},
+	}
+}
+
+// wait long-polls the job until its first `groups` task groups completed,
+// drawing a progress bar on a terminal, then prints the job; exit 1 when any
+// task failed.
+func (a *app) wait(ctx context.Context, cl *api.Client, jobID string, groups int) error {
+	p := newProgress(a.stderr)
+	var j api.Job
+	for {
+		var err error
+		j, err = cl.WaitJob(ctx, jobID, groups, time.Second)
+		if err != nil {
+			p.done()
+			return err
+		}
+		p.update(j.TaskCounts, j.TaskCounts.Total())
+		if j.Done {
+			break
+		}
+	}
+	p.done()
+	if err := a.emit(j, []string{j.ID}, func(w io.Writer) { jobTable(w, []api.Job{j}) }); err != nil {
+		return err
+	}
+	if j.TaskCounts.Failed > 0 {
+		return &exitError{1, errSilent}
+	}
+	return nil
+}
+
+// taskFlags are the per-task options of `submit` (and `task add`).
+type taskFlags struct {
+	shell      bool
+	env        []string
+	labels     []string
+	slots      int
+	cores      int
+	memory     string
+	maxRetries int
+	wall       time.Duration
+	cwd        string
+}
+
+func (tf *taskFlags) register(c *cobra.Command) {
+	f := c.Flags()
+	f.BoolVar(&tf.shell, "shell", false, "run the one argument after -- with /bin/sh -c")
+	f.StringArrayVar(&tf.env, "env", nil, "task environment K=V (repeatable)")
+	f.StringArrayVar(&tf.labels, "label", nil, "run only on nodes with label K=V (repeatable)")
+	f.IntVar(&tf.slots, "slots", 1, "slots each task takes")
+	f.IntVar(&tf.cores, "cores", 0, "cores each task needs")
+	f.StringVar(&tf.memory, "memory", "", "memory each task needs (e.g. 512M, 2G)")
+	f.StringVar(&tf.cwd, "cwd", "", "run in this directory on the node instead of a fresh task directory")
+	f.IntVar(&tf.maxRetries, "task-max-retries", 0, "retries for these tasks (default: the job's)")
+	f.DurationVar(&tf.wall, "task-max-wall-clock", 0, "wall clock limit for these tasks (default: the job's)")
+}
+
+func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error) {
+	s := api.TaskSpec{Command: argv, Shell: tf.shell, Cwd: tf.cwd, MaxWallClock: api.Duration(tf.wall)}
+	if len(argv) == 0 {
+		return s, usageErr("give the command after --, e.g. lote submit -- echo hello")
+	}
+	if tf.shell && len(argv) != 1 {
+		return s, usageErr("--shell takes exactly one command line after --, quoted")
+	}
+	var err error
+	if s.Env, err = parseKV("--env", tf.env); err != nil {
+		return s, err
+	}
+	if s.Requirements.Labels, err = parseKV("--label", tf.labels); err != nil {
+		return s, err
+	}
+	s.Requirements.Slots, s.Requirements.Cores = tf.slots, tf.cores
+	if tf.memory != "" {
+		if s.Requirements.MemoryBytes, err = parseSize(tf.memory); err != nil {
+			return s, usageErr("--memory: %v", err)
+		}
+	}
+	if c.Flags().Changed("task-max-retries") {
+		s.MaxRetries = &tf.maxRetries
+	}
+	return s, nil
+}
+
+// parseSize reads 512, 512K, 2M, 1.5G (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || v*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return int64(v * float64(mult)), nil
+}
+
+func (a *app) submitCmd() *cobra.Command {
+	var jf jobFlags
+	var tf taskFlags
+	var jobID, array, eachLine, idPrefix string
+	var wait bool
+	c := &cobra.Command{
+		Use:   "submit [flags] -- CMD [ARGS...]",
+		Short: "Submit one task, an array (--array) or one task per line (--each-line)",
+		Long: `Submit tasks. Without --job a new job is created and its ID printed.
+
+The command after -- runs as argv, without a shell; with --shell the one argument after -- is run by
+/bin/sh -c. Placeholders {index} {line} {job} {task} {attempt} are expanded in arguments ({{ and }} are
+literal braces); the same values are in the environment as LOTE_TASK_INDEX, LOTE_TASK_LINE, ...
+
+Arrays use Slurm's grammar: 1-100, 1-100:2, 1,5,9, 1-1000%50 (at most 50 at once). Task IDs are the
+indices. --each-line FILE makes one task per line, numbered from 0.`,
+		Example: `  lote submit --array 1-1000 --wait -- sh -c 'echo $((LOTE_TASK_INDEX*2))'
+  lote submit --each-line inputs.txt -- convert {line} {line}.png`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if array != "" && eachLine != "" {
+				return usageErr("give --array or --each-line, not both")
+			}
+			tpl, err := tf.build(c, args)
+			if err != nil {
+				return err
+			}
+			jc, err := jf.build(c)
+			if err != nil {
+				return err
+			}
+			add := api.TaskAdd{IDPrefix: idPrefix}
+			switch {
+			case array != "":
+				add.Array, add.Template = array, &tpl
+			case eachLine != "":
+				lines, err := readLines(eachLine, a.stdin)
+				if err != nil {
+					return err
+				}
+				add.Lines, add.Template = lines, &tpl
+			default:
+				add.Tasks = []api.TaskSpec{tpl}
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			jc.ID = jobID
+			res, err := a.submitTo(c.Context(), cl, jc, add)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				return a.emit(res, []string{res.JobID}, func(w io.Writer) { fmt.Fprintln(w, res.JobID) })
+			}
+			if a.output != "json" {
+				fmt.Fprintf(a.stderr, "job %s: %d task(s) submitted\n", res.JobID, res.Added)
+			}
+			j, err := cl.Job(c.Context(), res.JobID)
+			if err != nil {
+				return err
+			}
+			return a.wait(c.Context(), cl, res.JobID, j.TaskGroups)
+		},
+	}
+	jf.register(c, true)
+	tf.register(c)
+	f := c.Flags()
+	f.StringVar(&jobID, "job", "", "add to this job (created when it does not exist)")
+	f.StringVar(&array, "array", "", "array spec, e.g. 1-100, 1-100:2, 1,5,9, 1-1000%50")
+	f.StringVar(&eachLine, "each-line", "", "one task per line of FILE (- for stdin)")
+	f.StringVar(&idPrefix, "id-prefix", "", "prefix for the generated task IDs")
+	f.BoolVar(&wait, "wait", false, "wait for the tasks to complete; exit 1 if any failed")
+	return c
+}
+
+// submitTo adds to an existing job, or creates the job with the tasks in one
+// atomic request.
+func (a *app) submitTo(ctx context.Context, cl *api.Client, jc api.JobCreate, add api.TaskAdd) (api.TaskAddResult, error) {
+	if jc.ID != "" {
+		res, err := cl.Submit(ctx, api.Submit{Job: api.JobCreate{ID: jc.ID}, Existing: true, Tasks: add})
+		if err == nil || !api.IsStatus(err, 404) {
+			return res, err
+		}
+	}
+	return cl.Submit(ctx, api.Submit{Job: jc, Tasks: add})
+}
+
+func readLines(path string, stdin io.Reader) ([]string, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usageErr("--each-line: %v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var lines []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		return nil, usageErr("--each-line: %v", err)
+	}
+	if len(lines) == 0 {
+		return nil, usageErr("--each-line: %s has no lines", path)
+	}
+	return lines, nil
+}

@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lotehq/lote/internal/agent"
+	"github.com/lotehq/lote/internal/server"
+	"github.com/lotehq/lote/internal/spawner"
+	"github.com/lotehq/lote/internal/up"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	var cfg up.Config
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Run a server and a local pool of agents on this machine",
+		Long: `Run a server with its embedded store and a pool "local" of agent processes on this machine.
+
+State lives in --dir (default $LOTE_HOME or ~/.lote); client.json there tells the CLI how to reach the
+server. Ctrl-C stops the agents (their running tasks are requeued) and then the server; a later
+'lote up' on the same directory resumes every job.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.Nodes < 1 {
+				return usageErr("--nodes must be at least 1")
+			}
+			if cfg.Slots < 0 {
+				return usageErr("--slots must not be negative")
+			}
+			if cfg.Slots == 0 {
+				cfg.Slots = runtime.NumCPU()
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Exe = exe
+			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			cfg.Ready = func(s *server.Server) {
+				fmt.Fprintf(a.stderr, "lote is up at %s with %d node(s) of %d slot(s) in pool %q\n", s.URL(), cfg.Nodes, cfg.Slots, up.PoolID)
+				fmt.Fprintf(a.stderr, "try: lote submit --array 1-10 --wait -- echo hello {index}\n")
+			}
+			return up.Run(c.Context(), cfg)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Dir, "dir", home(), "data directory")
+	f.StringVar(&cfg.Listen, "listen", server.DefaultListen, "API address (TLS is generated when not loopback)")
+	f.StringVar(&cfg.Store, "store", "", "store URL (default: SQLite in --dir)")
+	f.IntVar(&cfg.Nodes, "nodes", 1, "number of local agent processes")
+	f.IntVar(&cfg.Slots, "slots", 0, "task slots per node (default: number of CPUs)")
+	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "time before a silent node is unreachable and its tasks requeued")
+	return c
+}
+
+func (a *app) serverCmd() *cobra.Command {
+	var cfg server.Config
+	c := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Lote server (API, scheduler, store)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			s, err := server.Start(c.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "lote server at %s (client config in %s)\n", s.URL(), cfg.Dir)
+			<-c.Context().Done()
+			return s.Close()
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Dir, "dir", home(), "data directory")
+	f.StringVar(&cfg.Listen, "listen", server.DefaultListen, "API address (TLS is generated when not loopback)")
+	f.StringVar(&cfg.Store, "store", "", "store URL (default: SQLite in --dir)")
+	f.StringVar(&cfg.CertFile, "cert-file", "", "TLS certificate (default: generated when not loopback)")
+	f.StringVar(&cfg.KeyFile, "key-file", "", "TLS key")
+	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "time before a silent node is unreachable and its tasks requeued")
+	return c
+}
+
+func (a *app) agentCmd() *cobra.Command {
+	var cfg agent.Config
+	var labels []string
+	c := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node agent that joins a pool",
+		Long: `Run a node agent: it dials out to the server, joins --pool with its join token (or, once joined,
+with the node credential kept in --dir/node.json), and runs the tasks it is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.Server == "" && cfg.ServerFile == "" {
+				return usageErr("--server is required")
+			}
+			if cfg.JoinToken == "" {
+				cfg.JoinToken = os.Getenv("LOTE_JOIN_TOKEN")
+			}
+			var err error
+			if cfg.Labels, err = parseKV("--label", labels); err != nil {
+				return err
+			}
+			if cfg.Dir == "" {
+				cfg.Dir = home() + "/agent"
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			return agent.Run(c.Context(), cfg)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Server, "server", "", "server URL")
+	f.StringVar(&cfg.ServerFile, "server-file", "", "client.json to read the server URL and CA from before each connection")
+	f.StringVar(&cfg.CAFile, "ca-file", "", "CA certificate to trust")
+	f.StringVar(&cfg.Pool, "pool", "", "pool to join")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "the pool's join token (env LOTE_JOIN_TOKEN)")
+	f.StringVar(&cfg.Dir, "dir", "", "node directory (default $LOTE_HOME/agent)")
+	f.StringVar(&cfg.Name, "name", "", "node ID to ask for (default: host name)")
+	f.IntVar(&cfg.Slots, "slots", 0, "concurrent task slots (default: number of CPUs)")
+	f.IntVar(&cfg.Cores, "cores", 0, "cores offered (default: number of CPUs)")
+	f.Int64Var(&cfg.Memory, "memory-bytes", 0, "memory offered (default: physical memory)")
+	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
+	f.DurationVar(&cfg.OrphanTimeout, "orphan-timeout", agent.DefaultOrphanTimeout, "stop tasks and exit after this long without a server")
+	return c
+}
+
+func spawnerCmd() *cobra.Command {
+	var cfg spawner.ServeConfig
+	c := &cobra.Command{
+		Use:    "_spawner",
+		Short:  "Internal: the per-node process that starts and reaps tasks",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return spawner.Serve(c.Context(), cfg)
+		},
+	}
+	c.Flags().StringVar(&cfg.SocketPath, "socket", "", "unix socket")
+	c.Flags().StringVar(&cfg.StateDir, "state", "", "state directory")
+	return c
+}
+
+// parseKV reads K=V flag values.
+func parseKV(flag string, vals []string) (map[string]string, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(vals))
+	for _, v := range vals {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, usageErr("%s %q: want KEY=VALUE", flag, v)
+		}
+		m[k] = val
+	}
+	return m, nil
+}

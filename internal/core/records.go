@@ -1,0 +1,276 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lotehq/lote/internal/arrayspec"
+)
+
+// The records below are the durable form of the core's objects: what the
+// store writes and what Restore rebuilds the core from. Everything else in
+// memory (node load, ready lists, counts) is derived from them.
+
+// PoolRecord is a pool's durable form.
+type PoolRecord struct {
+	ID           string            `json:"id"`
+	Provider     string            `json:"provider"`
+	SlotsPerNode int               `json:"slots_per_node"`
+	Fill         FillPolicy        `json:"fill"`
+	Prefill      int               `json:"prefill"`
+	TargetNodes  int               `json:"target_nodes"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	JoinToken    string            `json:"join_token"`
+	CreatedAt    int64             `json:"created_at"`
+}
+
+// Record returns the pool's durable form.
+func (p *Pool) Record() PoolRecord {
+	return PoolRecord{
+		ID: p.ID, Provider: p.Provider, SlotsPerNode: p.SlotsPerNode, Fill: p.Fill, Prefill: p.Prefill,
+		TargetNodes: p.TargetNodes, Labels: p.Labels, JoinToken: p.JoinToken, CreatedAt: p.CreatedAt,
+	}
+}
+
+// NodeRecord is a node's durable form.
+type NodeRecord struct {
+	ID        string            `json:"id"`
+	PoolID    string            `json:"pool_id"`
+	Hostname  string            `json:"hostname"`
+	Slots     int               `json:"slots"`
+	Cores     int               `json:"cores"`
+	Memory    int64             `json:"memory"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	TokenHash string            `json:"token_hash"`
+	Drained   bool              `json:"drained,omitempty"`
+	JoinedAt  int64             `json:"joined_at"`
+}
+
+// Record returns the node's durable form.
+func (n *Node) Record() NodeRecord {
+	return NodeRecord{
+		ID: n.ID, PoolID: n.Pool.ID, Hostname: n.Hostname, Slots: n.Slots, Cores: n.Cores, Memory: n.Memory,
+		Labels: n.Labels, TokenHash: n.TokenHash, Drained: n.Drained, JoinedAt: n.JoinedAt,
+	}
+}
+
+// JobRecord is a job's durable form.
+type JobRecord struct {
+	ID                string            `json:"id"`
+	PoolID            string            `json:"pool_id"`
+	Priority          int               `json:"priority"`
+	MaxRetries        int               `json:"max_retries"`
+	MaxWallClock      time.Duration     `json:"max_wall_clock"`
+	TerminateWhenDone bool              `json:"terminate_when_done,omitempty"`
+	Owner             string            `json:"owner"`
+	Tags              map[string]string `json:"tags,omitempty"`
+	Env               map[string]string `json:"env,omitempty"`
+	State             JobState          `json:"state"`
+	CreatedAt         int64             `json:"created_at"`
+	CompletedAt       int64             `json:"completed_at,omitempty"`
+	Seq               int64             `json:"seq"`
+}
+
+// Record returns the job's durable form.
+func (j *Job) Record() JobRecord {
+	return JobRecord{
+		ID: j.ID, PoolID: j.Pool.ID, Priority: j.Priority, MaxRetries: j.MaxRetries, MaxWallClock: j.MaxWallClock,
+		TerminateWhenDone: j.TerminateWhenDone, Owner: j.Owner, Tags: j.Tags, Env: j.Env, State: j.State,
+		CreatedAt: j.CreatedAt, CompletedAt: j.CompletedAt, Seq: j.Seq,
+	}
+}
+
+// GroupRecord is a group's durable form; its cursor is written separately
+// because it moves with every dispatch while the rest never changes.
+type GroupRecord struct {
+	JobID       string    `json:"job_id"`
+	Seq         int       `json:"seq"`
+	Kind        GroupKind `json:"kind"`
+	Template    *Template `json:"template,omitempty"`
+	Spec        string    `json:"spec,omitempty"`
+	Lines       []string  `json:"lines,omitempty"`
+	Items       []Item    `json:"items,omitempty"`
+	IDPrefix    string    `json:"id_prefix,omitempty"`
+	SubmittedAt int64     `json:"submitted_at"`
+	Cursor      int       `json:"-"`
+}
+
+// Record returns the group's durable form.
+func (g *Group) Record() GroupRecord {
+	r := GroupRecord{
+		JobID: g.Job.ID, Seq: g.Seq, Kind: g.Kind, Template: g.Template, Lines: g.Lines, Items: g.Items,
+		IDPrefix: g.IDPrefix, SubmittedAt: g.SubmittedAt, Cursor: g.cursor,
+	}
+	if g.Kind == GroupArray {
+		r.Spec = g.Spec.String()
+	}
+	return r
+}
+
+// TaskRecord is a materialized task's durable form. Cur.NodeID names the
+// node of a live attempt.
+type TaskRecord struct {
+	JobID    string
+	ID       string
+	GroupSeq int
+	Pos      int
+	State    TaskState
+	Attempt  int
+	Retries  int
+	Requeues int
+	Cur      AttemptRecord
+	History  []AttemptRecord
+}
+
+// Record returns the task's durable form.
+func (t *Task) Record() TaskRecord {
+	r := TaskRecord{
+		JobID: t.Job.ID, ID: t.ID, GroupSeq: t.Group.Seq, Pos: t.Pos, State: t.State, Attempt: t.Attempt,
+		Retries: t.Retries, Requeues: t.Requeues, Cur: t.Cur, History: t.History,
+	}
+	return r
+}
+
+// Snapshot is everything Restore needs.
+type Snapshot struct {
+	Pools  []PoolRecord
+	Nodes  []NodeRecord
+	Jobs   []JobRecord
+	Groups []GroupRecord
+	Tasks  []TaskRecord
+}
+
+// Restore rebuilds a core from its records. Nodes come back disconnected with
+// a fresh heartbeat deadline, so agents that reconnect in time keep their
+// tasks.
+func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
+	c := New(cfg, fx)
+	for _, r := range s.Pools {
+		c.pools[key(r.ID)] = &Pool{
+			ID: r.ID, Provider: r.Provider, SlotsPerNode: r.SlotsPerNode, Fill: r.Fill, Prefill: r.Prefill,
+			TargetNodes: r.TargetNodes, Labels: r.Labels, JoinToken: r.JoinToken, CreatedAt: r.CreatedAt,
+			Nodes: map[string]*Node{}, dirty: true,
+		}
+	}
+	for _, r := range s.Nodes {
+		p := c.pools[key(r.PoolID)]
+		if p == nil {
+			return nil, fmt.Errorf("node %q: no pool %q", r.ID, r.PoolID)
+		}
+		n := &Node{
+			ID: r.ID, Pool: p, Hostname: r.Hostname, Slots: r.Slots, Cores: r.Cores, Memory: r.Memory,
+			Labels: r.Labels, TokenHash: r.TokenHash, Drained: r.Drained, JoinedAt: r.JoinedAt,
+			LastSeen: now.UnixNano(),
+		}
+		c.nodes[key(n.ID)] = n
+		p.Nodes[key(n.ID)] = n
+	}
+	jobs := slices.Clone(s.Jobs)
+	slices.SortFunc(jobs, func(a, b JobRecord) int { return int(a.Seq - b.Seq) })
+	for _, r := range jobs {
+		p := c.pools[key(r.PoolID)]
+		if p == nil {
+			return nil, fmt.Errorf("job %q: no pool %q", r.ID, r.PoolID)
+		}
+		c.addJob(&Job{
+			ID: r.ID, Pool: p, Priority: r.Priority, MaxRetries: r.MaxRetries, MaxWallClock: r.MaxWallClock,
+			TerminateWhenDone: r.TerminateWhenDone, Owner: r.Owner, Tags: r.Tags, Env: r.Env, State: r.State,
+			CreatedAt: r.CreatedAt, CompletedAt: r.CompletedAt, Seq: r.Seq, Tasks: map[string]*Task{},
+		})
+		c.jobSeq = max(c.jobSeq, r.Seq)
+	}
+	groups := slices.Clone(s.Groups)
+	slices.SortFunc(groups, func(a, b GroupRecord) int { return a.Seq - b.Seq })
+	for _, r := range groups {
+		j := c.jobs[key(r.JobID)]
+		if j == nil {
+			return nil, fmt.Errorf("task group %d: no job %q", r.Seq, r.JobID)
+		}
+		if r.Seq != len(j.Groups) {
+			return nil, fmt.Errorf("job %q: task group %d missing", j.ID, len(j.Groups))
+		}
+		g := &Group{
+			Job: j, Seq: r.Seq, Kind: r.Kind, Template: r.Template, Lines: r.Lines, Items: r.Items,
+			IDPrefix: r.IDPrefix, SubmittedAt: r.SubmittedAt, cursor: r.Cursor,
+		}
+		switch g.Kind {
+		case GroupArray:
+			spec, err := arrayspec.Parse(r.Spec)
+			if err != nil {
+				return nil, fmt.Errorf("job %q group %d: %w", j.ID, r.Seq, err)
+			}
+			g.Spec, g.count = spec, spec.Count()
+		case GroupLines:
+			g.count = len(g.Lines)
+		default:
+			g.count = len(g.Items)
+		}
+		j.Groups = append(j.Groups, g)
+		j.Counts[TaskActive] += g.count - g.cursor
+	}
+	tasks := slices.Clone(s.Tasks)
+	slices.SortFunc(tasks, func(a, b TaskRecord) int {
+		if a.GroupSeq != b.GroupSeq {
+			return a.GroupSeq - b.GroupSeq
+		}
+		return a.Pos - b.Pos
+	})
+	for _, r := range tasks {
+		if err := c.restoreTask(r); err != nil {
+			return nil, err
+		}
+	}
+	for _, j := range c.jobList {
+		if j.State == JobActive && j.hasWaiting() {
+			c.wake(j)
+		}
+	}
+	return c, nil
+}
+
+func (c *Core) restoreTask(r TaskRecord) error {
+	j := c.jobs[key(r.JobID)]
+	if j == nil || r.GroupSeq >= len(j.Groups) {
+		return fmt.Errorf("task %q: no job %q or group %d", r.ID, r.JobID, r.GroupSeq)
+	}
+	g := j.Groups[r.GroupSeq]
+	t := &Task{
+		Job: j, Group: g, Pos: r.Pos, ID: r.ID, State: r.State, Attempt: r.Attempt, Retries: r.Retries,
+		Requeues: r.Requeues, Cur: r.Cur, History: r.History,
+	}
+	if r.Pos >= g.cursor {
+		g.ahead++
+		j.Counts[TaskActive]--
+	}
+	j.Tasks[key(t.ID)] = t
+	j.Counts[t.State]++
+	switch t.State {
+	case TaskActive:
+		j.ready = append(j.ready, t)
+	case TaskCompleted:
+		g.done++
+		if t.Cur.Result == ResultSuccess {
+			j.Succeeded++
+		} else {
+			j.Failed++
+		}
+	default:
+		n := c.nodes[key(r.Cur.NodeID)]
+		if n == nil {
+			return fmt.Errorf("task %s/%s: no node %q", j.ID, t.ID, r.Cur.NodeID)
+		}
+		t.Node = n
+		t.nodeSlot = len(n.tasks)
+		n.tasks = append(n.tasks, t)
+		req := &t.Template().Req
+		n.usedSlots += max(req.Slots, 1)
+		n.usedCores += req.Cores
+		n.usedMem += req.Memory
+		if t.State == TaskRunning {
+			n.running++
+		}
+		g.live++
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+// Package proto is the agent protocol: the frames an agent and the server
+// exchange over one long-lived WebSocket (see docs/protocol.md). Frames are
+// CBOR in binary WebSocket messages; hot records are encoded as arrays, so a
+// dispatch of one array task is a few dozen bytes. Every frame may carry
+// many records: the protocol is batched in both directions.
+package proto
+
+import (
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Version is the protocol version. The server refuses an agent that speaks
+// another one, with an error frame saying both versions.
+const Version = 1
+
+// Path is where agents open their stream on the API port.
+const Path = "/v1/agent/stream"
+
+// Agent phases of a task in Known.
+const (
+	PhaseQueued   = 0
+	PhaseRunning  = 1
+	PhaseFinished = 2
+)
+
+// Ref names one attempt of one task.
+type Ref struct {
+	_       struct{} `cbor:",toarray"`
+	Job     string
+	Task    string
+	Attempt int
+}
+
+// Known is a task an agent holds when it (re)connects.
+type Known struct {
+	_     struct{} `cbor:",toarray"`
+	Ref   Ref
+	Phase int
+}
+
+// Hello is the first frame of a stream.
+type Hello struct {
+	Version  int
+	NodeID   string // empty on first join
+	Name     string // proposed node ID on first join
+	Pool     string
+	Hostname string
+	Slots    int
+	Cores    int
+	Memory   int64
+	Labels   map[string]string
+	Known    []Known
+}
+
+// Keep is a task the server confirms the agent should go on with.
+type Keep struct {
+	_     struct{} `cbor:",toarray"`
+	Ref   Ref
+	Slots int
+}
+
+// Welcome answers Hello.
+type Welcome struct {
+	NodeID            string
+	NodeToken         string // only on first join: the node's own credential
+	HeartbeatInterval int64  // nanoseconds
+	Drop              []Ref  // tasks to kill and forget
+	Keep              []Keep
+}
+
+// Template is what an array's tasks run; sent once per stream, then named
+// by Key in assignments.
+type Template struct {
+	Key          string
+	Job          string
+	Pool         string
+	Command      []string
+	Shell        bool
+	Env          map[string]string
+	MaxWallClock int64 // nanoseconds, 0 = none
+	Cwd          string
+	Slots        int
+}
+
+// Assign hands a task's attempt to the agent.
+type Assign struct {
+	_        struct{} `cbor:",toarray"`
+	Ref      Ref
+	Template string // Template.Key
+	Index    int    // array index, -1 when none
+	Line     string
+	HasLine  bool
+}
+
+// LogReq asks for bytes of a running task's stdout or stderr.
+type LogReq struct {
+	ID     uint64
+	Ref    Ref
+	Stream string // "stdout" | "stderr"
+	Offset int64
+	Max    int
+}
+
+// ToAgent is a server → agent frame.
+type ToAgent struct {
+	Seq        uint64
+	AckReports uint64 // every ToServer frame up to this Seq is durable
+	Welcome    *Welcome
+	Error      string // fatal: the agent should log it and stop or retry
+	Templates  []Template
+	Assign     []Assign
+	Revoke     []Ref
+	Kill       []Ref
+	LogReqs    []LogReq
+}
+
+// Started says an attempt's process was started.
+type Started struct {
+	_   struct{} `cbor:",toarray"`
+	Ref Ref
+	At  int64
+}
+
+// Finished says an attempt ended.
+type Finished struct {
+	_         struct{} `cbor:",toarray"`
+	Ref       Ref
+	ExitCode  int
+	Signal    int
+	TimedOut  bool
+	Lost      bool
+	StartErr  string
+	StartedAt int64
+	EndedAt   int64
+	UserCPU   int64
+	SysCPU    int64
+	MaxRSS    int64
+	Stdout    []byte
+	Stderr    []byte
+}
+
+// RevokeAnswer says whether a revoked task was taken back before it started.
+type RevokeAnswer struct {
+	_       struct{} `cbor:",toarray"`
+	Ref     Ref
+	Revoked bool
+}
+
+// LogChunk answers a LogReq.
+type LogChunk struct {
+	ID   uint64
+	Data []byte
+	Size int64 // the file's size when read
+	Err  string
+}
+
+// ToServer is an agent → server frame. Finished reports are kept by the agent
+// until a ToAgent.AckReports covers the frame's Seq, and sent again after a
+// reconnect; the server applies them idempotently.
+type ToServer struct {
+	Seq      uint64
+	Hello    *Hello
+	Started  []Started
+	Finished []Finished
+	Revoked  []RevokeAnswer
+	Logs     []LogChunk
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	if encMode, err = (cbor.EncOptions{}).EncMode(); err != nil {
+		panic(err)
+	}
+	// Bounds keep a hostile peer from making the decoder allocate without limit.
+	if decMode, err = (cbor.DecOptions{MaxArrayElements: 1 << 24, MaxMapPairs: 1 << 20, MaxNestedLevels: 16}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// Marshal encodes a frame.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes a frame.
+func Unmarshal(b []byte, v any) error {
+	if err := decMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decoding frame: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lotehq/lote/internal/core"
+	"github.com/lotehq/lote/internal/proto"
+	"github.com/lotehq/lote/internal/store"
+)
+
+// engine owns the core and the group commit. Handlers lock mu, call core
+// handlers (which record effects into the open batch), unlock and kick the
+// committer. The committer runs a scheduling pass, seals the batch, applies it
+// in one transaction, and only then releases the batch's effects: replies,
+// dispatches, revokes, kills and report acknowledgements. While one batch
+// commits the next one fills, so the commit rate adapts to the load.
+type engine struct {
+	mu   sync.Mutex
+	core *core.Core
+	open *batch // guarded by mu
+	seq  uint64 // sequence of the open batch, guarded by mu
+
+	store store.Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	kickc     chan struct{}
+	committed atomic.Uint64
+	waitMu    sync.Mutex
+	waitc     chan struct{} // closed and replaced at every commit
+	failed    atomic.Pointer[error]
+
+	sessions sync.Map // node key → *session
+	stats    commitStats
+}
+
+type commitStats struct {
+	batches atomic.Uint64
+	tasks   atomic.Uint64
+}
+
+// batch collects one group commit: the objects to save (deduplicated, turned
+// into records when sealed) and the effects to release after commit.
+type batch struct {
+	seq     uint64
+	pools   map[*core.Pool]struct{}
+	nodes   map[*core.Node]struct{}
+	jobs    map[*core.Job]struct{}
+	groups  map[*core.Group]struct{}
+	cursors map[*core.Group]struct{}
+	tasks   map[*core.Task]struct{}
+	logs    []core.LogRecord
+	meta    map[string]string
+
+	out  map[*core.Node]*outFrame
+	acks map[*session]uint64
+
+	sealed store.Batch
+}
+
+type outFrame struct {
+	assign []*core.Task
+	revoke []proto.Ref
+	kill   []proto.Ref
+}
+
+func newBatch(seq uint64) *batch {
+	return &batch{
+		seq:     seq,
+		pools:   map[*core.Pool]struct{}{},
+		nodes:   map[*core.Node]struct{}{},
+		jobs:    map[*core.Job]struct{}{},
+		groups:  map[*core.Group]struct{}{},
+		cursors: map[*core.Group]struct{}{},
+		tasks:   map[*core.Task]struct{}{},
+		out:     map[*core.Node]*outFrame{},
+		acks:    map[*session]uint64{},
+	}
+}
+
+// The engine is the core's Effects: everything lands in the open batch.
+func (e *engine) SavePool(p *core.Pool)    { e.open.pools[p] = struct{}{} }
+func (e *engine) SaveNode(n *core.Node)    { e.open.nodes[n] = struct{}{} }
+func (e *engine) SaveJob(j *core.Job)      { e.open.jobs[j] = struct{}{} }
+func (e *engine) SaveGroup(g *core.Group)  { e.open.groups[g] = struct{}{} }
+func (e *engine) SaveCursor(g *core.Group) { e.open.cursors[g] = struct{}{} }
+func (e *engine) SaveTask(t *core.Task)    { e.open.tasks[t] = struct{}{} }
+func (e *engine) SaveLog(l core.LogRecord) { e.open.logs = append(e.open.logs, l) }
+func (e *engine) Dispatch(n *core.Node, t *core.Task) {
+	f := e.frame(n)
+	f.assign = append(f.assign, t)
+}
+func (e *engine) Revoke(n *core.Node, t *core.Task) {
+	f := e.frame(n)
+	f.revoke = append(f.revoke, proto.Ref{Job: t.Job.ID, Task: t.ID, Attempt: t.Attempt})
+}
+func (e *engine) Kill(n *core.Node, job, task string, attempt int) {
+	f := e.frame(n)
+	f.kill = append(f.kill, proto.Ref{Job: job, Task: task, Attempt: attempt})
+}
+
+func (e *engine) frame(n *core.Node) *outFrame {
+	f := e.open.out[n]
+	if f == nil {
+		f = &outFrame{}
+		e.open.out[n] = f
+	}
+	return f
+}
+
+// do runs fn on the core under the lock and returns the sequence of the batch
+// its changes landed in; wait(seq) blocks until that batch is durable.
+func (e *engine) do(fn func(c *core.Core, now time.Time)) uint64 {
+	e.mu.Lock()
+	fn(e.core, e.now())
+	seq := e.seq
+	e.mu.Unlock()
+	e.kick()
+	return seq
+}
+
+// setMeta records a server setting in the open batch.
+func (e *engine) setMeta(k, v string) uint64 {
+	e.mu.Lock()
+	if e.open.meta == nil {
+		e.open.meta = map[string]string{}
+	}
+	e.open.meta[k] = v
+	seq := e.seq
+	e.mu.Unlock()
+	e.kick()
+	return seq
+}
+
+func (e *engine) kick() {
+	select {
+	case e.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until batch seq is committed, the store failed, or ctx ends.
+func (e *engine) wait(ctx context.Context, seq uint64) error {
+	for {
+		e.waitMu.Lock()
+		ch := e.waitc
+		e.waitMu.Unlock()
+		if e.committed.Load() >= seq {
+			return nil
+		}
+		if errp := e.failed.Load(); errp != nil {
+			return *errp
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// run is the committer loop.
+func (e *engine) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kickc:
+		case <-tick.C:
+			e.mu.Lock()
+			e.core.Tick(e.now())
+			e.mu.Unlock()
+		}
+		// The commit itself is not cancelled: a batch is applied whole.
+		if err := e.commitOnce(context.Background()); err != nil {
+			e.log.Error("store commit failed; the server stops accepting work", "err", err)
+			e.failed.Store(&err)
+			e.notify()
+			return
+		}
+	}
+}
+
+func (e *engine) commitOnce(ctx context.Context) error {
+	e.mu.Lock()
+	e.core.Schedule(e.now())
+	b := e.open
+	e.seal(b)
+	e.seq++
+	e.open = newBatch(e.seq)
+	e.mu.Unlock()
+
+	if !b.sealed.Empty() {
+		if err := e.store.Apply(ctx, &b.sealed); err != nil {
+			return err
+		}
+		e.stats.batches.Add(1)
+		e.stats.tasks.Add(uint64(len(b.sealed.Tasks)))
+	}
+	e.committed.Store(b.seq)
+	e.notify()
+	e.release(b)
+	return nil
+}
+
+func (e *engine) notify() {
+	e.waitMu.Lock()
+	close(e.waitc)
+	e.waitc = make(chan struct{})
+	e.waitMu.Unlock()
+}
+
+// seal turns the batch's objects into records and its dispatches into
+// frames, under the core lock, so the commit and release read nothing the
+// core may change.
+func (e *engine) seal(b *batch) {
+	s := &b.sealed
+	for p := range b.pools {
+		s.Pools = append(s.Pools, p.Record())
+	}
+	for n := range b.nodes {
+		s.Nodes = append(s.Nodes, n.Record())
+	}
+	for j := range b.jobs {
+		s.Jobs = append(s.Jobs, j.Record())
+	}
+	for g := range b.groups {
+		s.Groups = append(s.Groups, g.Record())
+		delete(b.cursors, g)
+	}
+	for g := range b.cursors {
+		s.Cursors = append(s.Cursors, store.Cursor{JobID: g.Job.ID, Seq: g.Seq, Cursor: g.Cursor()})
+	}
+	s.Tasks = make([]core.TaskRecord, 0, len(b.tasks))
+	for t := range b.tasks {
+		s.Tasks = append(s.Tasks, t.Record())
+	}
+	s.Logs = b.logs
+	s.Meta = b.meta
+	for n, f := range b.out {
+		sess := e.session(n.ID)
+		if sess == nil {
+			// Not connected: a reconnect reconciles (resends assigned tasks).
+			delete(b.out, n)
+			continue
+		}
+		sess.stage(f)
+	}
+}
+
+// release hands the committed batch's frames to the agent sessions.
+func (e *engine) release(b *batch) {
+	for n := range b.out {
+		if sess := e.session(n.ID); sess != nil {
+			sess.flushStaged(b.seq)
+		}
+	}
+	for sess, ack := range b.acks {
+		sess.ack(ack)
+	}
+}
+
+func (e *engine) session(nodeID string) *session {
+	v, ok := e.sessions.Load(lower(nodeID))
+	if !ok {
+		return nil
+	}
+	return v.(*session)
+}

@@ -1,0 +1,301 @@
+// Package server is Lote's imperative shell around the core: the HTTP API,
+// the agents' streams, the group-committing writer to the store, timers, and
+// start-up (load the store, rebuild the core, wait for agents to reconnect).
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/core"
+	"github.com/lotehq/lote/internal/store"
+	"github.com/lotehq/lote/internal/store/sqlite"
+	"github.com/lotehq/lote/internal/tlsutil"
+)
+
+// Config configures a server.
+type Config struct {
+	Dir              string        // data directory: database, TLS material, client.json
+	Listen           string        // host:port; default 127.0.0.1:7411
+	Store            string        // store URL; default sqlite in Dir
+	HeartbeatTimeout time.Duration // default 30 s
+	CertFile         string        // TLS certificate; generated in Dir when listening off loopback
+	KeyFile          string
+	Logger           *slog.Logger
+	Now              func() time.Time
+}
+
+// DefaultListen is the default API address.
+const DefaultListen = "127.0.0.1:7411"
+
+// Server is a running Lote server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	eng      *engine
+	st       store.Store
+	ln       net.Listener
+	http     *http.Server
+	url      string
+	caFile   string
+	adminTok string
+	stopping chan struct{}
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// Meta keys.
+const metaAdminHash = "admin_token_sha256"
+
+// Start opens the store, rebuilds the core, ensures an admin token and
+// starts serving.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("server: a data directory is required")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, st: st, stopping: make(chan struct{})}
+	if err := s.load(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.eng.run(runCtx)
+	}()
+	if err := s.ensureAdminToken(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server", "err", err)
+		}
+	}()
+	if err := s.writeClientConfig(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.log.Info("lote server listening", "url", s.url, "dir", cfg.Dir)
+	return s, nil
+}
+
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	u := cfg.Store
+	if u == "" {
+		return sqlite.Open(ctx, filepath.Join(cfg.Dir, "lote.db"), sqlite.Options{})
+	}
+	rest, ok := strings.CutPrefix(u, "sqlite://")
+	if !ok {
+		return nil, fmt.Errorf("server: --store %q: only sqlite://PATH[?synchronous=normal] is supported", u)
+	}
+	path, query, _ := strings.Cut(rest, "?")
+	var o sqlite.Options
+	for _, kv := range strings.Split(query, "&") {
+		if k, v, _ := strings.Cut(kv, "="); k == "synchronous" {
+			o.Synchronous = v
+		}
+	}
+	return sqlite.Open(ctx, path, o)
+}
+
+func (s *Server) load(ctx context.Context) error {
+	snap, err := s.st.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("server: loading state: %w", err)
+	}
+	s.eng = &engine{
+		store: s.st, log: s.log, now: s.cfg.Now,
+		kickc: make(chan struct{}, 1), waitc: make(chan struct{}), open: newBatch(1), seq: 1,
+	}
+	c, err := core.Restore(core.Config{HeartbeatTimeout: s.cfg.HeartbeatTimeout}, s.eng, snap, s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("server: rebuilding state: %w", err)
+	}
+	s.eng.core = c
+	return nil
+}
+
+func (s *Server) listen() error {
+	host, _, err := net.SplitHostPort(s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: --listen %q: %w", s.cfg.Listen, err)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	useTLS := s.cfg.CertFile != "" || !isLoopback(host)
+	if !useTLS {
+		s.ln = ln
+		s.url = "http://" + addr.String()
+		return nil
+	}
+	certFile, keyFile := s.cfg.CertFile, s.cfg.KeyFile
+	if certFile == "" {
+		m, err := tlsutil.Ensure(filepath.Join(s.cfg.Dir, "tls"), addr.IP, host)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server: %w", err)
+		}
+		certFile, keyFile, s.caFile = m.CertFile, m.KeyFile, m.CAFile
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("server: loading TLS certificate: %w", err)
+	}
+	s.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	urlHost := addr.String()
+	if addr.IP.IsUnspecified() {
+		urlHost = net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port))
+	}
+	s.url = "https://" + urlHost
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ensureAdminToken keeps the admin token of an existing client.json when it
+// still matches the stored hash, and otherwise creates a new one.
+func (s *Server) ensureAdminToken(ctx context.Context) error {
+	hash, err := s.st.Meta(ctx, metaAdminHash)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("server: %w", err)
+	}
+	if prev, err := ReadClientConfig(filepath.Join(s.cfg.Dir, "client.json")); err == nil && hash != "" &&
+		subtle.ConstantTimeCompare([]byte(hashToken(prev.Token)), []byte(hash)) == 1 {
+		s.adminTok = prev.Token
+		return nil
+	}
+	s.adminTok = "lote_" + newSecret()
+	seq := s.eng.setMeta(metaAdminHash, hashToken(s.adminTok))
+	return s.eng.wait(ctx, seq)
+}
+
+func (s *Server) writeClientConfig() error {
+	b, err := json.MarshalIndent(api.ClientConfig{Server: s.url, Token: s.adminTok, CAFile: s.caFile}, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.Dir, "client.json")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("server: writing client.json: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadClientConfig reads a client.json.
+func ReadClientConfig(path string) (api.ClientConfig, error) {
+	var c api.ClientConfig
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal(b, &c)
+}
+
+// URL is the server's base URL.
+func (s *Server) URL() string { return s.url }
+
+// AdminToken is the admin bearer token.
+func (s *Server) AdminToken() string { return s.adminTok }
+
+// CAFile is the CA certificate clients trust, when TLS was generated.
+func (s *Server) CAFile() string { return s.caFile }
+
+// EnsurePool creates a pool unless it exists and returns its join token.
+func (s *Server) EnsurePool(ctx context.Context, spec core.PoolSpec) (string, error) {
+	var tok string
+	var err error
+	seq := s.eng.do(func(c *core.Core, now time.Time) {
+		if p := c.Pool(spec.ID); p != nil {
+			tok = p.JoinToken
+			return
+		}
+		if spec.JoinToken == "" {
+			spec.JoinToken = "join_" + newSecret()
+		}
+		var p *core.Pool
+		if p, err = c.CreatePool(spec, now); err == nil {
+			tok = p.JoinToken
+		}
+	})
+	if err != nil {
+		return "", err
+	}
+	return tok, s.eng.wait(ctx, seq)
+}
+
+// Close stops serving, lets the last batch commit and closes the store.
+func (s *Server) Close() error {
+	select {
+	case <-s.stopping:
+		return nil
+	default:
+	}
+	close(s.stopping)
+	var err error
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = s.http.Shutdown(ctx)
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.eng != nil && s.eng.failed.Load() == nil && s.cancel != nil {
+		err = errors.Join(err, s.eng.commitOnce(context.Background()))
+	}
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	return errors.Join(err, s.st.Close())
+}

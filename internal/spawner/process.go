@@ -1,0 +1,128 @@
+package spawner
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// procStat returns a process's state letter and start time (fields 3 and 22
+// of /proc/PID/stat). It runs once per spawn, so it reads with plain syscalls
+// into a stack buffer.
+func procStat(pid int) (state byte, start uint64, err error) {
+	var buf [1024]byte
+	b, err := readSmall("/proc/"+strconv.Itoa(pid)+"/stat", buf[:])
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name (field 2) is in parentheses and may contain anything.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, fmt.Errorf("parsing /proc/%d/stat: no command name", pid)
+	}
+	b = b[i+2:]
+	state = b[0]
+	for field := 3; field < 22; field++ {
+		j := bytes.IndexByte(b, ' ')
+		if j < 0 {
+			return 0, 0, fmt.Errorf("parsing /proc/%d/stat: %d fields", pid, field)
+		}
+		b = b[j+1:]
+	}
+	if j := bytes.IndexByte(b, ' '); j >= 0 {
+		b = b[:j]
+	}
+	start, err = strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parsing /proc/%d/stat: %w", pid, err)
+	}
+	return state, start, nil
+}
+
+// readSmall reads a file that fits in buf.
+func readSmall(path string, buf []byte) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	n, err := syscall.Read(fd, buf)
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+	}
+	return buf[:n], nil
+}
+
+// alive reports whether pid is a live (not zombie) process that started at
+// start, so a recycled pid is never mistaken for the task.
+func alive(pid int, start uint64) bool {
+	state, st, err := procStat(pid)
+	return err == nil && st == start && state != 'Z' && state != 'X'
+}
+
+// lookPath finds file as execvp would, but in the task's PATH rather than the
+// spawner's. Relative PATH entries are relative to the task's dir.
+func lookPath(file string, env []string, dir string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, nil
+	}
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, file)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q: executable file not found in $PATH", file)
+}
+
+// openOutput creates a task's stdout or stderr file and returns its
+// descriptor, which the caller closes once the task has started unless it is
+// devNull, returned for an empty path.
+func openOutput(path string, devNull int, cred *syscall.Credential) (int, error) {
+	if path == "" {
+		return devNull, nil
+	}
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	if cred != nil {
+		if err := syscall.Fchown(fd, int(cred.Uid), int(cred.Gid)); err != nil {
+			syscall.Close(fd)
+			return -1, &fs.PathError{Op: "chown", Path: path, Err: err}
+		}
+	}
+	return fd, nil
+}
+
+// exitStatus fills the outcome fields of e from what wait4 returned.
+func exitStatus(e *Exit, ws syscall.WaitStatus, ru *syscall.Rusage) {
+	switch {
+	case ws.Exited():
+		e.ExitCode = ws.ExitStatus()
+	case ws.Signaled():
+		e.ExitCode = -1
+		e.Signal = int(ws.Signal())
+	}
+	e.UserCPU = time.Duration(ru.Utime.Nano())
+	e.SysCPU = time.Duration(ru.Stime.Nano())
+	e.MaxRSS = ru.Maxrss * 1024
+}

@@ -1,0 +1,377 @@
+// Package sqlite is the embedded store: one SQLite database in WAL mode,
+// written by one connection, one transaction per group commit. Tasks are
+// upserted many rows per statement because per-row statement overhead, not
+// disk, bounds throughput at tens of thousands of task changes a second.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/lotehq/lote/internal/core"
+	"github.com/lotehq/lote/internal/store"
+)
+
+// migrations are applied in order; PRAGMA user_version records how many ran.
+// Never edit one that has shipped: append a new one.
+var migrations = []string{
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE pools (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+	CREATE TABLE nodes (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+	CREATE TABLE jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+	CREATE TABLE task_groups (
+		job_id TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, cursor INTEGER NOT NULL,
+		PRIMARY KEY (job_id, seq)) WITHOUT ROWID;
+	CREATE TABLE tasks (
+		job_id TEXT NOT NULL, id TEXT NOT NULL, group_seq INTEGER NOT NULL, pos INTEGER NOT NULL,
+		state INTEGER NOT NULL, attempt INTEGER NOT NULL, retries INTEGER NOT NULL, requeues INTEGER NOT NULL,
+		node_id TEXT NOT NULL, result INTEGER NOT NULL, category INTEGER NOT NULL, exit_code INTEGER NOT NULL,
+		signal INTEGER NOT NULL, assigned_at INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL,
+		user_cpu INTEGER NOT NULL, sys_cpu INTEGER NOT NULL, max_rss INTEGER NOT NULL, message TEXT NOT NULL,
+		history BLOB,
+		PRIMARY KEY (job_id, id)) WITHOUT ROWID;
+	CREATE TABLE task_logs (
+		job_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL, stdout BLOB, stderr BLOB,
+		PRIMARY KEY (job_id, task_id, attempt)) WITHOUT ROWID;`,
+}
+
+const taskCols = 21
+
+// rowsPerInsert is how many task rows one upsert statement carries.
+const rowsPerInsert = 64
+
+// Store is the SQLite engine.
+type Store struct {
+	w *sql.DB // the one writer connection
+	r *sql.DB // readers
+}
+
+// Options tune durability.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting: "full" (default: a
+	// committed batch survives power loss) or "normal" (survives a process
+	// crash; the last batches may be lost with the machine).
+	Synchronous string
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	sync := strings.ToUpper(o.Synchronous)
+	if sync == "" {
+		sync = "FULL"
+	}
+	if sync != "FULL" && sync != "NORMAL" {
+		return nil, fmt.Errorf("sqlite: synchronous must be full or normal, not %q", o.Synchronous)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(OFF)")
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	s := &Store{w: w}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(4)
+	s.r = r
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	var v int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Apply writes a batch in one transaction.
+func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := apply(ctx, tx, b); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("store: apply: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+func apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
+	for k, v := range b.Meta {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.Pools {
+		if err := putJSON(ctx, tx, "pools", r.ID, r); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.Nodes {
+		if err := putJSON(ctx, tx, "nodes", r.ID, r); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.Jobs {
+		if err := putJSON(ctx, tx, "jobs", r.ID, r); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.Groups {
+		body, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO task_groups (job_id, seq, body, cursor) VALUES (?, ?, ?, ?)`,
+			r.JobID, r.Seq, body, r.Cursor); err != nil {
+			return err
+		}
+	}
+	if len(b.Cursors) > 0 {
+		st, err := tx.PrepareContext(ctx, `UPDATE task_groups SET cursor = ? WHERE job_id = ? AND seq = ?`)
+		if err != nil {
+			return err
+		}
+		for _, c := range b.Cursors {
+			if _, err := st.ExecContext(ctx, c.Cursor, c.JobID, c.Seq); err != nil {
+				return err
+			}
+		}
+		st.Close()
+	}
+	if err := putTasks(ctx, tx, b.Tasks); err != nil {
+		return err
+	}
+	for _, l := range b.Logs {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO task_logs (job_id, task_id, attempt, stdout, stderr) VALUES (?, ?, ?, ?, ?)`,
+			l.JobID, l.TaskID, l.Attempt, l.Stdout, l.Stderr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putJSON(ctx context.Context, tx *sql.Tx, table, id string, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "INSERT OR REPLACE INTO "+table+" (id, body) VALUES (?, ?)", id, body)
+	return err
+}
+
+func insertTasksSQL(rows int) string {
+	var sb strings.Builder
+	sb.WriteString(`INSERT OR REPLACE INTO tasks (job_id, id, group_seq, pos, state, attempt, retries, requeues,
+		node_id, result, category, exit_code, signal, assigned_at, started_at, ended_at, user_cpu, sys_cpu, max_rss,
+		message, history) VALUES `)
+	row := "(" + strings.Repeat("?,", taskCols-1) + "?)"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(row)
+	}
+	return sb.String()
+}
+
+var fullInsert = insertTasksSQL(rowsPerInsert)
+
+func putTasks(ctx context.Context, tx *sql.Tx, tasks []core.TaskRecord) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	var full *sql.Stmt
+	args := make([]any, 0, rowsPerInsert*taskCols)
+	for start := 0; start < len(tasks); start += rowsPerInsert {
+		chunk := tasks[start:min(start+rowsPerInsert, len(tasks))]
+		args = args[:0]
+		for i := range chunk {
+			t := &chunk[i]
+			var hist []byte
+			if len(t.History) > 0 {
+				var err error
+				if hist, err = json.Marshal(t.History); err != nil {
+					return err
+				}
+			}
+			a := &t.Cur
+			args = append(args, t.JobID, t.ID, t.GroupSeq, t.Pos, int(t.State), t.Attempt, t.Retries, t.Requeues,
+				a.NodeID, int(a.Result), int(a.Category), a.ExitCode, a.Signal, a.AssignedAt, a.StartedAt, a.EndedAt,
+				a.UserCPU, a.SysCPU, a.MaxRSS, a.Message, hist)
+		}
+		var err error
+		if len(chunk) == rowsPerInsert {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, fullInsert); err != nil {
+					return err
+				}
+				defer full.Close()
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertTasksSQL(len(chunk)), args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Meta reads one setting; store.ErrNotFound when unset.
+func (s *Store) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", store.ErrNotFound
+	}
+	return v, err
+}
+
+// Logs reads a finished attempt's stored output; empty output was never
+// stored and reads as empty.
+func (s *Store) Logs(ctx context.Context, jobID, taskID string, attempt int) ([]byte, []byte, error) {
+	var out, errb []byte
+	err := s.r.QueryRowContext(ctx, `SELECT stdout, stderr FROM task_logs WHERE job_id = ? AND task_id = ? AND attempt = ?`,
+		jobID, taskID, attempt).Scan(&out, &errb)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, nil
+	}
+	return out, errb, err
+}
+
+// Load reads every record.
+func (s *Store) Load(ctx context.Context) (core.Snapshot, error) {
+	var snap core.Snapshot
+	if err := loadJSON(ctx, s.w, "pools", &snap.Pools); err != nil {
+		return snap, err
+	}
+	if err := loadJSON(ctx, s.w, "nodes", &snap.Nodes); err != nil {
+		return snap, err
+	}
+	if err := loadJSON(ctx, s.w, "jobs", &snap.Jobs); err != nil {
+		return snap, err
+	}
+	rows, err := s.w.QueryContext(ctx, `SELECT body, cursor FROM task_groups`)
+	if err != nil {
+		return snap, err
+	}
+	for rows.Next() {
+		var body []byte
+		var g core.GroupRecord
+		if err := rows.Scan(&body, &g.Cursor); err != nil {
+			rows.Close()
+			return snap, err
+		}
+		cur := g.Cursor
+		if err := json.Unmarshal(body, &g); err != nil {
+			rows.Close()
+			return snap, fmt.Errorf("task group: %w", err)
+		}
+		g.Cursor = cur
+		snap.Groups = append(snap.Groups, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return snap, err
+	}
+	rows, err = s.w.QueryContext(ctx, `SELECT job_id, id, group_seq, pos, state, attempt, retries, requeues,
+		node_id, result, category, exit_code, signal, assigned_at, started_at, ended_at, user_cpu, sys_cpu, max_rss,
+		message, history FROM tasks`)
+	if err != nil {
+		return snap, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t core.TaskRecord
+		var state, result, category int
+		var hist []byte
+		a := &t.Cur
+		if err := rows.Scan(&t.JobID, &t.ID, &t.GroupSeq, &t.Pos, &state, &t.Attempt, &t.Retries, &t.Requeues,
+			&a.NodeID, &result, &category, &a.ExitCode, &a.Signal, &a.AssignedAt, &a.StartedAt, &a.EndedAt,
+			&a.UserCPU, &a.SysCPU, &a.MaxRSS, &a.Message, &hist); err != nil {
+			return snap, err
+		}
+		t.State, a.Result, a.Category = core.TaskState(state), core.Result(result), core.Category(category)
+		if a.AssignedAt != 0 {
+			a.Number = t.Attempt
+		}
+		if len(hist) > 0 {
+			if err := json.Unmarshal(hist, &t.History); err != nil {
+				return snap, fmt.Errorf("task %s/%s history: %w", t.JobID, t.ID, err)
+			}
+		}
+		snap.Tasks = append(snap.Tasks, t)
+	}
+	return snap, rows.Err()
+}
+
+func loadJSON[T any](ctx context.Context, db *sql.DB, table string, out *[]T) error {
+	rows, err := db.QueryContext(ctx, "SELECT body FROM "+table)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			return err
+		}
+		var v T
+		if err := json.Unmarshal(body, &v); err != nil {
+			return fmt.Errorf("%s: %w", table, err)
+		}
+		*out = append(*out, v)
+	}
+	return rows.Err()
+}

@@ -1,0 +1,54 @@
+// Package store defines Lote's durable record: the one place the server's
+// state survives a crash. The core says what changed; the server groups those
+// changes into batches and a Store applies each batch in one transaction
+// (group commit). Engines live in subpackages and pass the conformance suite
+// in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/lotehq/lote/internal/core"
+)
+
+// ErrNotFound is returned for a record that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Cursor is a group's dispatch frontier.
+type Cursor struct {
+	JobID  string
+	Seq    int
+	Cursor int
+}
+
+// Batch is one group commit: every change the core made since the last one.
+// The server keeps only the last version of each object.
+type Batch struct {
+	Pools   []core.PoolRecord
+	Nodes   []core.NodeRecord
+	Jobs    []core.JobRecord
+	Groups  []core.GroupRecord
+	Cursors []Cursor
+	Tasks   []core.TaskRecord
+	Logs    []core.LogRecord
+	Meta    map[string]string
+}
+
+// Empty reports whether the batch changes nothing.
+func (b *Batch) Empty() bool {
+	return len(b.Pools)+len(b.Nodes)+len(b.Jobs)+len(b.Groups)+len(b.Cursors)+len(b.Tasks)+len(b.Logs)+len(b.Meta) == 0
+}
+
+// Store is a durable engine.
+type Store interface {
+	// Load reads every record, to rebuild the core at start-up.
+	Load(ctx context.Context) (core.Snapshot, error)
+	// Apply writes a batch atomically and durably.
+	Apply(ctx context.Context, b *Batch) error
+	// Meta reads one server setting (admin token hash, schema facts).
+	Meta(ctx context.Context, key string) (string, error)
+	// Logs reads a finished attempt's stored output.
+	Logs(ctx context.Context, jobID, taskID string, attempt int) (stdout, stderr []byte, err error)
+	Close() error
+}
