@@ -53,6 +53,11 @@ type Config struct {
 	// OrphanTimeout is how long the agent keeps its tasks without a server
 	// before it stops them and exits.
 	OrphanTimeout time.Duration
+	// AdoptTimeout is how long the spawner keeps tasks running without an
+	// agent, waiting for a restarted agent to adopt them; it should not exceed
+	// the server's heartbeat timeout, after which the server runs the tasks
+	// elsewhere (never two live attempts).
+	AdoptTimeout time.Duration
 	Exe           string // the lote binary, for the spawner
 	Logger        *slog.Logger
 }
@@ -64,6 +69,9 @@ const DefaultOrphanTimeout = 10 * time.Minute
 // maxInlineLog is how much of each output stream travels with a completion
 // report; the rest stays on the node.
 const maxInlineLog = 1 << 20
+
+// DefaultAdoptTimeout matches the server's default heartbeat timeout.
+const DefaultAdoptTimeout = 30 * time.Second
 
 // ErrOrphaned is returned when the agent gave up waiting for a server.
 var ErrOrphaned = errors.New("no server for too long: tasks stopped")
@@ -138,6 +146,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.OrphanTimeout == 0 {
 		cfg.OrphanTimeout = DefaultOrphanTimeout
 	}
+	if cfg.AdoptTimeout == 0 {
+		cfg.AdoptTimeout = DefaultAdoptTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -173,7 +184,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	a.sp, err = spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"))
+	a.sp, err = spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"),
+		"--orphaned", cfg.AdoptTimeout.String())
 	if err != nil {
 		return fmt.Errorf("agent: starting spawner: %w", err)
 	}

@@ -114,7 +114,7 @@ func Parse(s string) (Spec, error) {
 	var total int64
 	for item := 1; ; item++ {
 		text, rest, more := strings.Cut(items, ",")
-		r, kind, reason := parseItem(text)
+		r, reason, kind := parseItem(text)
 		if kind != nil {
 			return fail(item, kind, "%s", reason)
 		}
@@ -138,56 +138,56 @@ func Parse(s string) (Spec, error) {
 
 // parseItem parses one comma-separated item, reporting a failure as a kind and
 // a reason for the caller to wrap.
-func parseItem(text string) (r Range, kind error, reason string) {
+func parseItem(text string) (r Range, reason string, kind error) {
 	if text == "" {
-		return r, ErrSyntax, "empty item"
+		return r, "empty item", ErrSyntax
 	}
 	startText, tail, isRange := strings.Cut(text, "-")
 	if !isRange {
 		if strings.Contains(text, ":") {
-			return r, ErrSyntax, fmt.Sprintf("step without a range in %q (write A-B:STEP)", clip(text))
+			return r, fmt.Sprintf("step without a range in %q (write A-B:STEP)", clip(text)), ErrSyntax
 		}
 		n, kind := parseNum(text)
 		if kind != nil {
-			return r, kind, badNum("index", text, kind)
+			return r, badNum("index", text, kind), kind
 		}
-		return Range{n, n, 1}, nil, ""
+		return Range{n, n, 1}, "", nil
 	}
 	endText, stepText, hasStep := strings.Cut(tail, ":")
 	if startText == "" {
-		return r, ErrSyntax, fmt.Sprintf("missing start before \"-\" in %q", clip(text))
+		return r, fmt.Sprintf("missing start before \"-\" in %q", clip(text)), ErrSyntax
 	}
 	first, kind := parseNum(startText)
 	if kind != nil {
-		return r, kind, badNum("start", startText, kind)
+		return r, badNum("start", startText, kind), kind
 	}
 	if endText == "" {
-		return r, ErrSyntax, fmt.Sprintf("missing end after \"-\" in %q", clip(text))
+		return r, fmt.Sprintf("missing end after \"-\" in %q", clip(text)), ErrSyntax
 	}
 	last, kind := parseNum(endText)
 	if kind != nil {
-		return r, kind, badNum("end", endText, kind)
+		return r, badNum("end", endText, kind), kind
 	}
 	step := 1
 	if hasStep {
 		if stepText == "" {
-			return r, ErrSyntax, fmt.Sprintf("missing step after \":\" in %q", clip(text))
+			return r, fmt.Sprintf("missing step after \":\" in %q", clip(text)), ErrSyntax
 		}
 		if step, kind = parseNum(stepText); kind != nil {
-			return r, kind, badNum("step", stepText, kind)
+			return r, badNum("step", stepText, kind), kind
 		}
 		if step == 0 {
-			return r, ErrRange, "step must be at least 1"
+			return r, "step must be at least 1", ErrRange
 		}
 	}
 	if first > last {
-		return r, ErrRange, fmt.Sprintf("start %d is after end %d", first, last)
+		return r, fmt.Sprintf("start %d is after end %d", first, last), ErrRange
 	}
 	last = first + (last-first)/step*step
 	if first == last {
 		step = 1
 	}
-	return Range{first, last, step}, nil, ""
+	return Range{first, last, step}, "", nil
 }
 
 // parseNum parses a decimal in [0, MaxIndex]. Unlike strconv.Atoi it takes

@@ -324,7 +324,7 @@ indices. --each-line FILE makes one task per line, numbered from 0.`,
 			if !wait {
 				return a.emit(res, []string{res.JobID}, func(w io.Writer) { fmt.Fprintln(w, res.JobID) })
 			}
-			if a.output != "json" {
+			if a.output != "json" && !a.quiet {
 				fmt.Fprintf(a.stderr, "job %s: %d task(s) submitted\n", res.JobID, res.Added)
 			}
 			j, err := cl.Job(c.Context(), res.JobID)

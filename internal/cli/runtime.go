@@ -127,6 +127,7 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 	f.Int64Var(&cfg.Memory, "memory-bytes", 0, "memory offered (default: physical memory)")
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.DurationVar(&cfg.OrphanTimeout, "orphan-timeout", agent.DefaultOrphanTimeout, "stop tasks and exit after this long without a server")
+	f.DurationVar(&cfg.AdoptTimeout, "adopt-timeout", agent.DefaultAdoptTimeout, "if this agent dies, how long its tasks wait for a restarted agent to adopt them before they are killed (keep it at most the server's heartbeat timeout)")
 	return c
 }
 
@@ -143,6 +144,7 @@ func spawnerCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&cfg.SocketPath, "socket", "", "unix socket")
 	c.Flags().StringVar(&cfg.StateDir, "state", "", "state directory")
+	c.Flags().DurationVar(&cfg.Orphaned, "orphaned", 0, "stop tasks and exit after this long without an agent")
 	return c
 }
 

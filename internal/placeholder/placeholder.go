@@ -72,7 +72,7 @@ func (e *Error) Unwrap() error { return e.Kind }
 // each "{{" or "}}" by a single brace. A string without braces is returned
 // as is, without allocating, which is the common case on the hot path.
 func Expand(s string, v Values) (string, error) {
-	if strings.IndexAny(s, "{}") < 0 {
+	if !strings.ContainsAny(s, "{}") {
 		return s, nil
 	}
 	var b strings.Builder
@@ -96,7 +96,7 @@ func Expand(s string, v Values) (string, error) {
 // Check reports the syntax errors and unknown names Expand would report for
 // s, whatever the values.
 func Check(s string) error {
-	if strings.IndexAny(s, "{}") < 0 {
+	if !strings.ContainsAny(s, "{}") {
 		return nil
 	}
 	return scan(s, func(string) {}, func(string, int) error { return nil })
@@ -106,7 +106,7 @@ func Check(s string) error {
 // of first mention; nil means s expands to itself (apart from "{{" and "}}").
 // Its errors are Check's.
 func Uses(s string) (used []string, err error) {
-	if strings.IndexAny(s, "{}") < 0 {
+	if !strings.ContainsAny(s, "{}") {
 		return nil, nil
 	}
 	err = scan(s, func(string) {}, func(name string, _ int) error {

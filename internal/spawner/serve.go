@@ -51,6 +51,9 @@ var errShuttingDown = errors.New("spawner is shutting down")
 // whose process (same pid and start time) still runs has its process group
 // SIGKILLed, and each such task becomes an Exit with Lost set, delivered to
 // the first client, so no attempt ever has two live copies.
+//
+// Serve reaps every child of the process, so nothing else in the process may
+// start child processes while it runs: give it a process of its own.
 func Serve(ctx context.Context, cfg ServeConfig) error {
 	if cfg.Orphaned <= 0 {
 		cfg.Orphaned = 10 * time.Minute

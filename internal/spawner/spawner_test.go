@@ -398,6 +398,7 @@ func TestReconnect(t *testing.T) {
 
 	c1 := f.dial(t)
 	mustSpawn(t, c1, sh("waiter", f.dir, "read line < "+fifo))
+	mustSpawn(t, c1, SpawnRequest{ID: "sleeper", Argv: []string{"/bin/sleep", "300"}})
 	running := mustList(t, c1)
 	if _, ok := running["waiter"]; !ok {
 		t.Fatalf("running = %v, want waiter", running)
@@ -415,6 +416,9 @@ func TestReconnect(t *testing.T) {
 	if e := waitExit(t, c2, "waiter"); e.ExitCode != 0 {
 		t.Fatalf("exit = %+v", e)
 	}
+	if adopted := mustList(t, c2); len(adopted) != 1 || adopted["sleeper"] != running["sleeper"] {
+		t.Errorf("running = %v, want sleeper as before: %v", adopted, running["sleeper"])
+	}
 	c3 := f.dial(t)
 	for range c2.Exits() { // the spawner dropped c2 for c3
 	}
@@ -428,6 +432,32 @@ func TestReconnect(t *testing.T) {
 	mustSpawn(t, c4, sh("marker", f.dir, "exit 0"))
 	if e := <-c4.Exits(); e.ID != "marker" {
 		t.Errorf("first exit after ack = %q, want marker", e.ID)
+	}
+	c4.Kill("sleeper", 0)
+	waitExit(t, c4, "sleeper")
+}
+
+func TestCredential(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	f := newFixture(t)
+	f.serve(t, ServeConfig{})
+	c := f.dial(t)
+	out := filepath.Join(f.dir, "out")
+	mustSpawn(t, c, SpawnRequest{
+		ID: "nobody", Argv: []string{"/bin/sh", "-c", "id -u; id -g"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/",
+		Stdout: out, Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+	})
+	if e := waitExit(t, c, "nobody"); e.ExitCode != 0 {
+		t.Fatalf("exit = %+v", e)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "65534\n65534\n" {
+		t.Errorf("ids = %q, want 65534 twice", got)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(out, &st); err != nil || st.Uid != 65534 {
+		t.Errorf("stdout owner = %d (%v), want 65534", st.Uid, err)
 	}
 }
 
@@ -518,7 +548,7 @@ func TestCrashRecovery(t *testing.T) {
 
 func TestLinger(t *testing.T) {
 	f := newFixture(t)
-	s := f.serve(t, ServeConfig{Linger: 50 * time.Millisecond})
+	s := f.serve(t, ServeConfig{Linger: time.Second}) // long enough to connect first
 	c := f.dial(t)
 	mustSpawn(t, c, sh("quick", f.dir, "exit 0"))
 	waitExit(t, c, "quick")
@@ -540,7 +570,7 @@ func TestLinger(t *testing.T) {
 // exits, and that the next spawner delivers their exits.
 func TestOrphaned(t *testing.T) {
 	f := newFixture(t)
-	s := f.serve(t, ServeConfig{Orphaned: 100 * time.Millisecond, Linger: time.Hour})
+	s := f.serve(t, ServeConfig{Orphaned: time.Second, Linger: time.Hour}) // long enough to connect first
 	c := f.dial(t)
 	req := SpawnRequest{ID: "abandoned", Argv: []string{"/bin/sleep", "300"}, Grace: time.Minute}
 	mustSpawn(t, c, req)

@@ -103,6 +103,9 @@ func startAgent(cfg Config, srv *server.Server, name, dir, tok string) (*exec.Cm
 	if cfg.Slots > 0 {
 		args = append(args, "--slots", strconv.Itoa(cfg.Slots))
 	}
+	if cfg.HeartbeatTimeout > 0 {
+		args = append(args, "--adopt-timeout", cfg.HeartbeatTimeout.String())
+	}
 	cmd := exec.Command(cfg.Exe, args...)
 	cmd.Env = append(os.Environ(), "LOTE_JOIN_TOKEN="+tok)
 	cmd.Stdout, cmd.Stderr = logf, logf

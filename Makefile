@@ -1,0 +1,40 @@
+# Lote — make help lists the targets.
+GO        ?= go
+BIN       := bin/lote
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/lote
+	$(GO) build -o $(BIN) ./cmd/lote
+
+.PHONY: run
+run: build ## Start Lote on this machine (lote up, state in $$LOTE_HOME or ~/.lote)
+	./$(BIN) up $(ARGS)
+
+.PHONY: test
+test: ## Run every test with the race detector (unit, store, end-to-end)
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+.PHONY: e2e
+e2e: ## Run only the end-to-end tests (real binary, real processes)
+	$(GO) test -race -count=1 -timeout 10m ./e2e/...
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: bench
+bench: build ## Benchmarks: Lote against xargs side by side (see docs/benchmarks.md)
+	bench/run.sh
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin
