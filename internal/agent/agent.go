@@ -58,8 +58,8 @@ type Config struct {
 	// the server's heartbeat timeout, after which the server runs the tasks
 	// elsewhere (never two live attempts).
 	AdoptTimeout time.Duration
-	Exe           string // the lote binary, for the spawner
-	Logger        *slog.Logger
+	Exe          string // the lote binary, for the spawner
+	Logger       *slog.Logger
 }
 
 // DefaultOrphanTimeout is DESIGN §4's "an agent with no server for 10 min
