@@ -108,6 +108,7 @@ type Agent struct {
 	mu        sync.Mutex
 	id        identity
 	templates map[string]*proto.Template
+	jobDirs   map[string]bool  // job directories known to exist
 	tasks     map[string]*task // by spawner ID: queued and running
 	queue     []*task
 	used      int
@@ -169,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer unlock()
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{},
+		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
 		tasks: map[string]*task{}, notify: make(chan struct{}, 1),
 	}
 	if b, err := os.ReadFile(filepath.Join(cfg.Dir, "node.json")); err == nil {
@@ -527,6 +528,32 @@ func (a *Agent) serveLog(lr proto.LogReq) {
 	a.wake()
 }
 
+// makeDirs creates an attempt's directories with plain mkdirs: directory
+// creation was the agent's largest cost per trivial task, and MkdirAll's
+// stats doubled it.
+func (a *Agent) makeDirs(r proto.Ref) (dir, wd, ckpt string, err error) {
+	jobDir := filepath.Join(a.cfg.Dir, "workitems", r.Job)
+	if !a.jobDirs[r.Job] {
+		if err := os.MkdirAll(jobDir, 0o755); err != nil {
+			return "", "", "", err
+		}
+		a.jobDirs[r.Job] = true
+	}
+	taskDir := filepath.Join(jobDir, r.Task)
+	dir = filepath.Join(taskDir, strconv.Itoa(r.Attempt))
+	wd = filepath.Join(dir, "wd")
+	ckpt = filepath.Join(taskDir, "checkpoint")
+	for _, d := range []string{taskDir, dir, wd, ckpt} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			if errors.Is(err, os.ErrNotExist) {
+				delete(a.jobDirs, r.Job) // removed behind our back: recreate next time
+			}
+			return "", "", "", err
+		}
+	}
+	return dir, wd, ckpt, nil
+}
+
 func (a *Agent) attemptDir(r proto.Ref) string {
 	return filepath.Join(a.cfg.Dir, "workitems", r.Job, r.Task, strconv.Itoa(r.Attempt))
 }
@@ -552,13 +579,8 @@ func (a *Agent) startLocked() {
 }
 
 func (a *Agent) spawn(t *task) error {
-	dir := a.attemptDir(t.ref)
-	wd := filepath.Join(dir, "wd")
-	ckpt := filepath.Join(a.cfg.Dir, "workitems", t.ref.Job, t.ref.Task, "checkpoint")
-	if err := os.MkdirAll(wd, 0o755); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(ckpt, 0o755); err != nil {
+	dir, wd, ckpt, err := a.makeDirs(t.ref)
+	if err != nil {
 		return err
 	}
 	v := placeholder.Values{Job: t.ref.Job, Task: t.ref.Task, Attempt: strconv.Itoa(t.ref.Attempt), Line: t.line, HasLine: t.hasLine}
@@ -639,6 +661,14 @@ func (a *Agent) exits() {
 
 func (a *Agent) finishLocked(t *task, ex spawner.Exit) {
 	delete(a.tasks, t.id)
+	// A start not yet reported need not be: the end carries the start time,
+	// and short tasks then cost one report instead of two.
+	for i := len(a.started) - 1; i >= 0; i-- {
+		if a.started[i].Ref == t.ref {
+			a.started = append(a.started[:i], a.started[i+1:]...)
+			break
+		}
+	}
 	dir := a.attemptDir(t.ref)
 	fin := proto.Finished{
 		Ref: t.ref, ExitCode: ex.ExitCode, Signal: ex.Signal, TimedOut: ex.TimedOut,

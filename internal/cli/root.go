@@ -50,6 +50,7 @@ func usageErr(format string, args ...any) error {
 
 // Main runs the CLI and returns the process exit code.
 func Main(args []string) int {
+	defer startProfile(args)()
 	a := &app{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
 	root := a.root()
 	root.SetArgs(args)

@@ -32,6 +32,7 @@ type Config struct {
 	Listen           string        // host:port; default 127.0.0.1:7411
 	Store            string        // store URL; default sqlite in Dir
 	HeartbeatTimeout time.Duration // default 30 s
+	CommitInterval   time.Duration // minimum time between group commits; default 2 ms
 	CertFile         string        // TLS certificate; generated in Dir when listening off loopback
 	KeyFile          string
 	Logger           *slog.Logger
@@ -77,6 +78,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = 2 * time.Millisecond
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -145,6 +149,7 @@ func (s *Server) load(ctx context.Context) error {
 	s.eng = &engine{
 		store: s.st, log: s.log, now: s.cfg.Now,
 		kickc: make(chan struct{}, 1), waitc: make(chan struct{}), open: newBatch(1), seq: 1,
+		minInterval: s.cfg.CommitInterval,
 	}
 	c, err := core.Restore(core.Config{HeartbeatTimeout: s.cfg.HeartbeatTimeout}, s.eng, snap, s.cfg.Now())
 	if err != nil {

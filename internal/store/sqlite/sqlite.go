@@ -51,6 +51,11 @@ const rowsPerInsert = 64
 type Store struct {
 	w *sql.DB // the one writer connection
 	r *sql.DB // readers
+
+	// Statements are prepared once: parsing SQL per batch cost more than
+	// executing it. tasks[n] upserts n task rows.
+	meta, pools, nodes, jobs, groups, cursor, logs *sql.Stmt
+	tasks                                          [rowsPerInsert + 1]*sql.Stmt
 }
 
 // Options tune durability.
@@ -93,7 +98,34 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(4)
 	s.r = r
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
 	return s, nil
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	var err error
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = s.w.PrepareContext(ctx, q)
+		return st
+	}
+	s.meta = prep(`INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`)
+	s.pools = prep(`INSERT OR REPLACE INTO pools (id, body) VALUES (?, ?)`)
+	s.nodes = prep(`INSERT OR REPLACE INTO nodes (id, body) VALUES (?, ?)`)
+	s.jobs = prep(`INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)`)
+	s.groups = prep(`INSERT OR REPLACE INTO task_groups (job_id, seq, body, cursor) VALUES (?, ?, ?, ?)`)
+	s.cursor = prep(`UPDATE task_groups SET cursor = ? WHERE job_id = ? AND seq = ?`)
+	s.logs = prep(`INSERT OR REPLACE INTO task_logs (job_id, task_id, attempt, stdout, stderr) VALUES (?, ?, ?, ?, ?)`)
+	for n := 1; n <= rowsPerInsert; n++ {
+		s.tasks[n] = prep(insertTasksSQL(n))
+	}
+	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -135,7 +167,7 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := apply(ctx, tx, b); err != nil {
+	if err := s.apply(ctx, tx, b); err != nil {
 		tx.Rollback()
 		return fmt.Errorf("store: apply: %w", err)
 	}
@@ -145,24 +177,28 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	return nil
 }
 
-func apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
+	exec := func(st *sql.Stmt, args ...any) error {
+		_, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		return err
+	}
 	for k, v := range b.Meta {
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
+		if err := exec(s.meta, k, v); err != nil {
 			return err
 		}
 	}
 	for _, r := range b.Pools {
-		if err := putJSON(ctx, tx, "pools", r.ID, r); err != nil {
+		if err := execJSON(exec, s.pools, r.ID, r); err != nil {
 			return err
 		}
 	}
 	for _, r := range b.Nodes {
-		if err := putJSON(ctx, tx, "nodes", r.ID, r); err != nil {
+		if err := execJSON(exec, s.nodes, r.ID, r); err != nil {
 			return err
 		}
 	}
 	for _, r := range b.Jobs {
-		if err := putJSON(ctx, tx, "jobs", r.ID, r); err != nil {
+		if err := execJSON(exec, s.jobs, r.ID, r); err != nil {
 			return err
 		}
 	}
@@ -171,42 +207,34 @@ func apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO task_groups (job_id, seq, body, cursor) VALUES (?, ?, ?, ?)`,
-			r.JobID, r.Seq, body, r.Cursor); err != nil {
+		if err := exec(s.groups, r.JobID, r.Seq, body, r.Cursor); err != nil {
 			return err
 		}
 	}
-	if len(b.Cursors) > 0 {
-		st, err := tx.PrepareContext(ctx, `UPDATE task_groups SET cursor = ? WHERE job_id = ? AND seq = ?`)
-		if err != nil {
+	for _, c := range b.Cursors {
+		if err := exec(s.cursor, c.Cursor, c.JobID, c.Seq); err != nil {
 			return err
 		}
-		for _, c := range b.Cursors {
-			if _, err := st.ExecContext(ctx, c.Cursor, c.JobID, c.Seq); err != nil {
-				return err
-			}
-		}
-		st.Close()
 	}
-	if err := putTasks(ctx, tx, b.Tasks); err != nil {
+	if err := s.putTasks(exec, b.Tasks); err != nil {
 		return err
 	}
 	for _, l := range b.Logs {
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO task_logs (job_id, task_id, attempt, stdout, stderr) VALUES (?, ?, ?, ?, ?)`,
-			l.JobID, l.TaskID, l.Attempt, l.Stdout, l.Stderr); err != nil {
+		if err := exec(s.logs, l.JobID, l.TaskID, l.Attempt, l.Stdout, l.Stderr); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func putJSON(ctx context.Context, tx *sql.Tx, table, id string, v any) error {
+type execFunc func(st *sql.Stmt, args ...any) error
+
+func execJSON(exec execFunc, st *sql.Stmt, id string, v any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, "INSERT OR REPLACE INTO "+table+" (id, body) VALUES (?, ?)", id, body)
-	return err
+	return exec(st, id, body)
 }
 
 func insertTasksSQL(rows int) string {
@@ -224,13 +252,7 @@ func insertTasksSQL(rows int) string {
 	return sb.String()
 }
 
-var fullInsert = insertTasksSQL(rowsPerInsert)
-
-func putTasks(ctx context.Context, tx *sql.Tx, tasks []core.TaskRecord) error {
-	if len(tasks) == 0 {
-		return nil
-	}
-	var full *sql.Stmt
+func (s *Store) putTasks(exec execFunc, tasks []core.TaskRecord) error {
 	args := make([]any, 0, rowsPerInsert*taskCols)
 	for start := 0; start < len(tasks); start += rowsPerInsert {
 		chunk := tasks[start:min(start+rowsPerInsert, len(tasks))]
@@ -249,19 +271,7 @@ func putTasks(ctx context.Context, tx *sql.Tx, tasks []core.TaskRecord) error {
 				a.NodeID, int(a.Result), int(a.Category), a.ExitCode, a.Signal, a.AssignedAt, a.StartedAt, a.EndedAt,
 				a.UserCPU, a.SysCPU, a.MaxRSS, a.Message, hist)
 		}
-		var err error
-		if len(chunk) == rowsPerInsert {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, fullInsert); err != nil {
-					return err
-				}
-				defer full.Close()
-			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertTasksSQL(len(chunk)), args...)
-		}
-		if err != nil {
+		if err := exec(s.tasks[len(chunk)], args...); err != nil {
 			return err
 		}
 	}
