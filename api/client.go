@@ -155,14 +155,85 @@ func (c *Client) DrainNode(ctx context.Context, id string, drain bool) (Node, er
 	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(id)+verb, nil, &out)
 }
 
-// Jobs lists jobs, optionally in one state.
-func (c *Client) Jobs(ctx context.Context, state string) ([]Job, error) {
-	var out struct{ Jobs []Job }
-	q := ""
+// Jobs lists jobs, optionally in one state and carrying all of tags.
+func (c *Client) Jobs(ctx context.Context, state string, tags map[string]string) ([]Job, error) {
+	var out JobList
+	q := tagQuery(tags)
 	if state != "" {
-		q = "?state=" + url.QueryEscape(state)
+		q.Set("state", state)
 	}
-	return out.Jobs, c.do(ctx, http.MethodGet, "/v1/jobs"+q, nil, &out)
+	return out.Jobs, c.do(ctx, http.MethodGet, "/v1/jobs?"+q.Encode(), nil, &out)
+}
+
+func tagQuery(tags map[string]string) url.Values {
+	q := url.Values{}
+	for k, v := range tags {
+		q.Add("tag", k+"="+v)
+	}
+	return q
+}
+
+// TerminateJob ends a job: tasks not completed are cancelled.
+func (c *Client) TerminateJob(ctx context.Context, id string) (Job, error) {
+	var out Job
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/terminate", nil, &out)
+}
+
+// TerminateJobsByTag ends every active job carrying all of tags, in one call.
+func (c *Client) TerminateJobsByTag(ctx context.Context, tags map[string]string) ([]Job, error) {
+	var out JobList
+	return out.Jobs, c.do(ctx, http.MethodPost, "/v1/jobs/terminate?"+tagQuery(tags).Encode(), nil, &out)
+}
+
+// DeleteJob terminates a job and deletes its records and logs.
+func (c *Client) DeleteJob(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, nil)
+}
+
+// UpdateJob changes a job's priority.
+func (c *Client) UpdateJob(ctx context.Context, id string, in JobUpdate) (Job, error) {
+	var out Job
+	return out, c.do(ctx, http.MethodPatch, "/v1/jobs/"+url.PathEscape(id), in, &out)
+}
+
+// RetryFailed reactivates a job's failed tasks.
+func (c *Client) RetryFailed(ctx context.Context, id string) (RetryResult, error) {
+	var out RetryResult
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/retry?failed=true", nil, &out)
+}
+
+// CancelTask cancels a task that has not completed.
+func (c *Client) CancelTask(ctx context.Context, jobID, taskID string) (Task, error) {
+	var out Task
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks/"+url.PathEscape(taskID)+"/cancel", nil, &out)
+}
+
+// RetryTask reactivates a completed task.
+func (c *Client) RetryTask(ctx context.Context, jobID, taskID string) (Task, error) {
+	var out Task
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks/"+url.PathEscape(taskID)+"/retry", nil, &out)
+}
+
+// ResizePool sets a pool's target node count.
+func (c *Client) ResizePool(ctx context.Context, id string, in PoolResize) (Pool, error) {
+	var out Pool
+	return out, c.do(ctx, http.MethodPost, "/v1/pools/"+url.PathEscape(id)+"/resize", in, &out)
+}
+
+// RotateJoinToken gives a pool a new join token and returns it.
+func (c *Client) RotateJoinToken(ctx context.Context, id string) (Pool, error) {
+	var out Pool
+	return out, c.do(ctx, http.MethodPost, "/v1/pools/"+url.PathEscape(id)+"/rotate-token", nil, &out)
+}
+
+// DeletePool deletes a pool that has no jobs.
+func (c *Client) DeletePool(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/pools/"+url.PathEscape(id), nil, nil)
+}
+
+// DeleteNode forgets a node that has no tasks.
+func (c *Client) DeleteNode(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(id), nil, nil)
 }
 
 // CreateJob creates a job.

@@ -274,3 +274,27 @@ type ClientConfig struct {
 	Token  string `json:"token"`
 	CAFile string `json:"ca_file"`
 }
+
+// JobUpdate is the body of PATCH /v1/jobs/{id}.
+type JobUpdate struct {
+	Priority *int `json:"priority,omitempty"`
+}
+
+// PoolResize is the body of POST /v1/pools/{id}/resize.
+type PoolResize struct {
+	TargetNodes  int    `json:"target_nodes"`
+	Deallocation string `json:"deallocation,omitempty"`
+}
+
+// RetryResult says how many tasks a retry reactivated.
+type RetryResult struct {
+	Version string `json:"version"`
+	JobID   string `json:"job_id"`
+	Retried int    `json:"retried"`
+}
+
+// JobList is GET /v1/jobs.
+type JobList struct {
+	Version string `json:"version"`
+	Jobs    []Job  `json:"jobs"`
+}

@@ -112,7 +112,7 @@ func (a *app) jobListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			jobs, err := cl.Jobs(c.Context(), state)
+			jobs, err := cl.Jobs(c.Context(), state, nil)
 			if err != nil {
 				return err
 			}

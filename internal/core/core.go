@@ -36,6 +36,9 @@ type Effects interface {
 	Dispatch(*Node, *Task)
 	Revoke(*Node, *Task)
 	Kill(n *Node, jobID, taskID string, attempt int)
+	DeleteJob(*Job)
+	DeletePool(*Pool)
+	DeleteNode(*Node)
 }
 
 // Config holds the core's policy knobs.
@@ -887,7 +890,7 @@ func (j *Job) hasWaiting() bool {
 		return true
 	}
 	for ; j.openGroup < len(j.Groups); j.openGroup++ {
-		if g := j.Groups[j.openGroup]; g.cursor < g.count {
+		if g := j.Groups[j.openGroup]; g.cursor < g.count && !g.closed {
 			return true
 		}
 	}
@@ -931,7 +934,7 @@ func (q *jobQueue) Next() (sched.Request, bool) {
 			g.cursor++
 			q.c.fx.SaveCursor(g)
 		}
-		if g.cursor < g.count && g.capOK() {
+		if g.cursor < g.count && !g.closed && g.capOK() {
 			q.group = g
 			return request(g.TemplateAt(g.cursor)), true
 		}

@@ -173,15 +173,20 @@ type Group struct {
 	IDPrefix    string
 	SubmittedAt int64
 
-	count  int // number of tasks in the group
-	cursor int // positions below cursor have been materialized
-	live   int // tasks of this group in assigned/preparing/running, for the % cap
-	ahead  int // tasks materialized at or beyond cursor (out of order)
-	done   int // completed tasks, so waiting on a job's groups is O(groups)
+	count  int  // number of tasks in the group
+	cursor int  // positions below cursor have been materialized
+	live   int  // tasks of this group in assigned/preparing/running, for the % cap
+	ahead  int  // tasks materialized at or beyond cursor (out of order)
+	done   int  // completed tasks, so waiting on a job's groups is O(groups)
+	closed bool // terminated: positions never materialized count as cancelled
 }
 
 // Count is the number of tasks in the group.
 func (g *Group) Count() int { return g.count }
+
+// Closed reports whether the group's job was terminated: its positions that
+// never left active are completed, cancelled.
+func (g *Group) Closed() bool { return g.closed }
 
 // Done counts the group's completed tasks.
 func (g *Group) Done() int { return g.done }
@@ -333,7 +338,11 @@ type Job struct {
 	ready             []*Task // materialized tasks waiting to run again, FIFO
 	openGroup         int     // first group whose cursor has not reached its count
 	inPool            bool
+	deleted           bool
 }
+
+// Deleted reports whether the job was deleted (its records go with it).
+func (j *Job) Deleted() bool { return j.deleted }
 
 // Node is one agent that joined a pool.
 type Node struct {

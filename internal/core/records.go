@@ -93,6 +93,7 @@ type GroupRecord struct {
 	Items       []Item    `json:"items,omitempty"`
 	IDPrefix    string    `json:"id_prefix,omitempty"`
 	SubmittedAt int64     `json:"submitted_at"`
+	Closed      bool      `json:"closed,omitempty"`
 	Cursor      int       `json:"-"`
 }
 
@@ -100,7 +101,7 @@ type GroupRecord struct {
 func (g *Group) Record() GroupRecord {
 	r := GroupRecord{
 		JobID: g.Job.ID, Seq: g.Seq, Kind: g.Kind, Template: g.Template, Lines: g.Lines, Items: g.Items,
-		IDPrefix: g.IDPrefix, SubmittedAt: g.SubmittedAt, Cursor: g.cursor,
+		IDPrefix: g.IDPrefix, SubmittedAt: g.SubmittedAt, Closed: g.closed, Cursor: g.cursor,
 	}
 	if g.Kind == GroupArray {
 		r.Spec = g.Spec.String()
@@ -192,7 +193,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 		}
 		g := &Group{
 			Job: j, Seq: r.Seq, Kind: r.Kind, Template: r.Template, Lines: r.Lines, Items: r.Items,
-			IDPrefix: r.IDPrefix, SubmittedAt: r.SubmittedAt, cursor: r.Cursor,
+			IDPrefix: r.IDPrefix, SubmittedAt: r.SubmittedAt, cursor: r.Cursor, closed: r.Closed,
 		}
 		switch g.Kind {
 		case GroupArray:
@@ -207,7 +208,14 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 			g.count = len(g.Items)
 		}
 		j.Groups = append(j.Groups, g)
-		j.Counts[TaskActive] += g.count - g.cursor
+		if g.closed {
+			n := g.count - g.cursor
+			j.Counts[TaskCompleted] += n
+			j.Failed += n
+			g.done += n
+		} else {
+			j.Counts[TaskActive] += g.count - g.cursor
+		}
 	}
 	tasks := slices.Clone(s.Tasks)
 	slices.SortFunc(tasks, func(a, b TaskRecord) int {
@@ -240,8 +248,15 @@ func (c *Core) restoreTask(r TaskRecord) error {
 		Requeues: r.Requeues, Cur: r.Cur, History: r.History,
 	}
 	if r.Pos >= g.cursor {
+		// Counted above as never materialized; count it by its record instead.
 		g.ahead++
-		j.Counts[TaskActive]--
+		if g.closed {
+			j.Counts[TaskCompleted]--
+			j.Failed--
+			g.done--
+		} else {
+			j.Counts[TaskActive]--
+		}
 	}
 	j.Tasks[key(t.ID)] = t
 	j.Counts[t.State]++

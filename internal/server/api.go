@@ -59,6 +59,17 @@ func (s *Server) routes() http.Handler {
 	auth("GET /v1/jobs/{id}/tasks/{tid}", s.showTask)
 	auth("GET /v1/jobs/{id}/tasks/{tid}/files/{name}", s.taskFile)
 	auth("POST /v1/submit", s.submit)
+	auth("POST /v1/pools/{id}/resize", s.resizePool)
+	auth("POST /v1/pools/{id}/rotate-token", s.rotateToken)
+	auth("DELETE /v1/pools/{id}", s.deletePool)
+	auth("DELETE /v1/nodes/{id}", s.deleteNode)
+	auth("PATCH /v1/jobs/{id}", s.updateJob)
+	auth("DELETE /v1/jobs/{id}", s.deleteJob)
+	auth("POST /v1/jobs/{id}/terminate", s.terminateJob)
+	auth("POST /v1/jobs/terminate", s.terminateByTag)
+	auth("POST /v1/jobs/{id}/retry", s.retryJob)
+	auth("POST /v1/jobs/{id}/tasks/{tid}/cancel", s.taskOp(cancelTask))
+	auth("POST /v1/jobs/{id}/tasks/{tid}/retry", s.taskOp(retryTask))
 	return mux
 }
 
@@ -283,16 +294,25 @@ func (s *Server) drainNode(drain bool) func(w http.ResponseWriter, r *http.Reque
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
-	var out []api.Job
+	out := api.JobList{Version: api.Version, Jobs: []api.Job{}}
 	state := r.URL.Query().Get("state")
+	switch state {
+	case "", "active", "terminating", "completed":
+	default:
+		return invalid("state", "must be active, terminating or completed")
+	}
+	tags, err := tagFilter(r)
+	if err != nil {
+		return err
+	}
 	s.read(func(c *core.Core) {
 		for _, j := range c.Jobs() {
-			if state == "" || j.State.String() == state {
-				out = append(out, jobOut(j))
+			if (state == "" || j.State.String() == state) && hasTags(j, tags) {
+				out.Jobs = append(out.Jobs, jobOut(j))
 			}
 		}
 	})
-	return writeJSON(w, http.StatusOK, map[string]any{"version": api.Version, "jobs": orEmpty(out)})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {

@@ -256,12 +256,19 @@ func indexPtr(i int) *int {
 	return &i
 }
 
+// pendingTaskOut shows a task that never left active: waiting, or cancelled
+// in bulk when its job was terminated.
 func pendingTaskOut(g *core.Group, pos int) api.Task {
 	tpl := g.TemplateAt(pos)
-	return api.Task{
+	out := api.Task{
 		JobID: g.Job.ID, ID: g.IDAt(pos), Index: indexPtr(g.IndexAt(pos)), State: api.TaskActive,
 		PendingReason: g.Job.PendingReason, Command: tpl.Command, Shell: tpl.Shell,
 	}
+	if g.Closed() {
+		out.State, out.PendingReason = api.TaskCompleted, ""
+		out.Result, out.FailureCategory = core.ResultFailure.String(), core.CategoryCancelled.String()
+	}
+	return out
 }
 
 func attemptOut(a *core.AttemptRecord) api.Attempt {
@@ -271,7 +278,7 @@ func attemptOut(a *core.AttemptRecord) api.Attempt {
 		Signal: a.Signal, UserCPU: api.Duration(a.UserCPU), SysCPU: api.Duration(a.SysCPU), MaxRSSBytes: a.MaxRSS,
 		Message: a.Message,
 	}
-	if a.EndedAt != 0 && a.Category != core.CategoryInfra && a.Signal == 0 {
+	if a.EndedAt != 0 && a.Category != core.CategoryInfra && a.Category != core.CategoryCancelled && a.Signal == 0 {
 		x := a.ExitCode
 		out.ExitCode = &x
 	}
@@ -294,9 +301,11 @@ func taskOut(t *core.Task, withAttempts bool) api.Task {
 	if last.Number != 0 {
 		a := attemptOut(last)
 		out.NodeID, out.StartedAt, out.EndedAt = a.NodeID, a.StartedAt, a.EndedAt
-		if t.State == core.TaskCompleted {
-			out.Result, out.FailureCategory, out.ExitCode, out.Signal = a.Result, a.FailureCategory, a.ExitCode, a.Signal
-		}
+	}
+	if t.State == core.TaskCompleted {
+		// Cur holds the outcome, also for a task cancelled before it ran.
+		a := attemptOut(&t.Cur)
+		out.Result, out.FailureCategory, out.ExitCode, out.Signal = a.Result, a.FailureCategory, a.ExitCode, a.Signal
 	}
 	if withAttempts {
 		for i := range t.History {

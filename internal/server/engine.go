@@ -61,6 +61,7 @@ type batch struct {
 	tasks   map[*core.Task]struct{}
 	logs    []core.LogRecord
 	meta    map[string]string
+	deleted struct{ jobs, pools, nodes []string }
 
 	out  map[*core.Node]*outFrame
 	acks map[*session]uint64
@@ -107,6 +108,17 @@ func (e *engine) Revoke(n *core.Node, t *core.Task) {
 func (e *engine) Kill(n *core.Node, job, task string, attempt int) {
 	f := e.frame(n)
 	f.kill = append(f.kill, proto.Ref{Job: job, Task: task, Attempt: attempt})
+}
+
+func (e *engine) DeleteJob(j *core.Job) { e.open.deleted.jobs = append(e.open.deleted.jobs, j.ID) }
+func (e *engine) DeletePool(p *core.Pool) {
+	delete(e.open.pools, p)
+	e.open.deleted.pools = append(e.open.deleted.pools, p.ID)
+}
+func (e *engine) DeleteNode(n *core.Node) {
+	delete(e.open.nodes, n)
+	delete(e.open.out, n)
+	e.open.deleted.nodes = append(e.open.deleted.nodes, n.ID)
 }
 
 func (e *engine) frame(n *core.Node) *outFrame {
@@ -241,22 +253,37 @@ func (e *engine) seal(b *batch) {
 	for n := range b.nodes {
 		s.Nodes = append(s.Nodes, n.Record())
 	}
+	// Objects of a job deleted in this batch are not saved: the deletion
+	// runs first and would otherwise be undone.
 	for j := range b.jobs {
-		s.Jobs = append(s.Jobs, j.Record())
+		if !j.Deleted() {
+			s.Jobs = append(s.Jobs, j.Record())
+		}
 	}
 	for g := range b.groups {
-		s.Groups = append(s.Groups, g.Record())
+		if !g.Job.Deleted() {
+			s.Groups = append(s.Groups, g.Record())
+		}
 		delete(b.cursors, g)
 	}
 	for g := range b.cursors {
-		s.Cursors = append(s.Cursors, store.Cursor{JobID: g.Job.ID, Seq: g.Seq, Cursor: g.Cursor()})
+		if !g.Job.Deleted() {
+			s.Cursors = append(s.Cursors, store.Cursor{JobID: g.Job.ID, Seq: g.Seq, Cursor: g.Cursor()})
+		}
 	}
 	s.Tasks = make([]core.TaskRecord, 0, len(b.tasks))
 	for t := range b.tasks {
-		s.Tasks = append(s.Tasks, t.Record())
+		if !t.Job.Deleted() {
+			s.Tasks = append(s.Tasks, t.Record())
+		}
 	}
-	s.Logs = b.logs
+	for _, l := range b.logs {
+		if j := e.core.Job(l.JobID); j != nil && !j.Deleted() {
+			s.Logs = append(s.Logs, l)
+		}
+	}
 	s.Meta = b.meta
+	s.DeletedJobs, s.DeletedPools, s.DeletedNodes = b.deleted.jobs, b.deleted.pools, b.deleted.nodes
 	for n, f := range b.out {
 		sess := e.session(n.ID)
 		if sess == nil {

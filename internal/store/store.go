@@ -33,11 +33,17 @@ type Batch struct {
 	Tasks   []core.TaskRecord
 	Logs    []core.LogRecord
 	Meta    map[string]string
+	// Deletions are applied before the saves of the same batch, so an ID
+	// deleted and reused in one batch ends up with the new object.
+	DeletedJobs  []string
+	DeletedPools []string
+	DeletedNodes []string
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Pools)+len(b.Nodes)+len(b.Jobs)+len(b.Groups)+len(b.Cursors)+len(b.Tasks)+len(b.Logs)+len(b.Meta) == 0
+	return len(b.Pools)+len(b.Nodes)+len(b.Jobs)+len(b.Groups)+len(b.Cursors)+len(b.Tasks)+len(b.Logs)+len(b.Meta)+
+		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes) == 0
 }
 
 // Store is a durable engine.

@@ -182,6 +182,24 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 		_, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 		return err
 	}
+	for _, id := range b.DeletedJobs {
+		for _, q := range []string{`DELETE FROM jobs WHERE id = ?`, `DELETE FROM task_groups WHERE job_id = ?`,
+			`DELETE FROM tasks WHERE job_id = ?`, `DELETE FROM task_logs WHERE job_id = ?`} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+	}
+	for _, id := range b.DeletedNodes {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE id = ?`, id); err != nil {
+			return err
+		}
+	}
+	for _, id := range b.DeletedPools {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM pools WHERE id = ?`, id); err != nil {
+			return err
+		}
+	}
 	for k, v := range b.Meta {
 		if err := exec(s.meta, k, v); err != nil {
 			return err

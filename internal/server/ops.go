@@ -1,0 +1,269 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/core"
+)
+
+// Handlers for operations on existing objects: terminate, delete, retry,
+// cancel, priority, resize.
+
+// tagFilter reads repeated ?tag=K=V parameters; a job matches when it has
+// every one.
+func tagFilter(r *http.Request) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, t := range r.URL.Query()["tag"] {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || k == "" {
+			return nil, invalid("tag", "want KEY=VALUE, got %q", t)
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}
+
+func hasTags(j *core.Job, tags map[string]string) bool {
+	for k, v := range tags {
+		if got, ok := j.Tags[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) terminateJob(w http.ResponseWriter, r *http.Request) error {
+	var out api.Job
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		j, err := s.job(c, r)
+		if err != nil {
+			return err
+		}
+		c.TerminateJob(j, "job terminated", now)
+		out = jobOut(j)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// terminateByTag ends every active job carrying all the given tags, in one
+// call (what workflow engines need to cancel a run).
+func (s *Server) terminateByTag(w http.ResponseWriter, r *http.Request) error {
+	tags, err := tagFilter(r)
+	if err != nil {
+		return err
+	}
+	if len(tags) == 0 {
+		return invalid("tag", "at least one tag is required")
+	}
+	out := api.JobList{Version: api.Version, Jobs: []api.Job{}}
+	err = s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		for _, j := range c.Jobs() {
+			if hasTags(j, tags) {
+				c.TerminateJob(j, "job terminated", now)
+				out.Jobs = append(out.Jobs, jobOut(j))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		j, err := s.job(c, r)
+		if err != nil {
+			return err
+		}
+		c.DeleteJob(j, now)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) error {
+	var in api.JobUpdate
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	var out api.Job
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		j, err := s.job(c, r)
+		if err != nil {
+			return err
+		}
+		if in.Priority != nil {
+			if err := c.SetJobPriority(j, *in.Priority); err != nil {
+				return err
+			}
+		}
+		out = jobOut(j)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// retryJob reactivates the job's failed tasks (?failed=true, the only kind
+// for now).
+func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Query().Get("failed") != "true" {
+		return invalid("failed", "say which tasks to retry: failed=true")
+	}
+	res := api.RetryResult{Version: api.Version}
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		j, err := s.job(c, r)
+		if err != nil {
+			return err
+		}
+		res.JobID = j.ID
+		res.Retried, err = c.RetryFailed(j, now)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) taskOp(op func(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error)) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var out api.Task
+		err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+			j, err := s.job(c, r)
+			if err != nil {
+				return err
+			}
+			t, err := op(c, j, r.PathValue("tid"), now)
+			if err != nil {
+				return err
+			}
+			out = taskOut(t, true)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func cancelTask(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error) {
+	return c.CancelTask(j, id, now)
+}
+
+func retryTask(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error) {
+	t, _, _, ok := c.FindTask(j, id)
+	if !ok {
+		return nil, notFound("no task %q in job %q", id, j.ID)
+	}
+	if t == nil {
+		return nil, invalid("", "task %q has not run yet", id)
+	}
+	return t, c.RetryTask(t, now)
+}
+
+func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) error {
+	var in api.PoolResize
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	switch in.Deallocation {
+	case "", "requeue", "terminate", "task_completion":
+	default:
+		return invalid("deallocation", "must be requeue, terminate or task_completion")
+	}
+	var out api.Pool
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		p := c.Pool(r.PathValue("id"))
+		if p == nil {
+			return notFound("no pool %q", r.PathValue("id"))
+		}
+		if err := c.SetPoolTarget(p, in.TargetNodes); err != nil {
+			return err
+		}
+		out = poolOut(p, false)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) error {
+	var out api.Pool
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		p := c.Pool(r.PathValue("id"))
+		if p == nil {
+			return notFound("no pool %q", r.PathValue("id"))
+		}
+		c.RotateJoinToken(p, "join_"+newSecret())
+		out = poolOut(p, true)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) deletePool(w http.ResponseWriter, r *http.Request) error {
+	var removed []*core.Node
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		p := c.Pool(r.PathValue("id"))
+		if p == nil {
+			return notFound("no pool %q", r.PathValue("id"))
+		}
+		var err error
+		removed, err = c.DeletePool(p)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.dropSessions(removed)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) error {
+	var n *core.Node
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		if n = c.Node(r.PathValue("id")); n == nil {
+			return notFound("no node %q", r.PathValue("id"))
+		}
+		return c.RemoveNode(n)
+	})
+	if err != nil {
+		return err
+	}
+	s.dropSessions([]*core.Node{n})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// dropSessions closes the streams of nodes the core forgot; their agents'
+// next connection is refused.
+func (s *Server) dropSessions(nodes []*core.Node) {
+	for _, n := range nodes {
+		if sess := s.eng.session(n.ID); sess != nil {
+			sess.cancel()
+		}
+	}
+}
