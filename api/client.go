@@ -63,12 +63,25 @@ func IsStatus(err error, status int) bool {
 	return errors.As(err, &se) && se.Status == status
 }
 
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	_, err := c.doHeader(ctx, method, path, in, out)
+// Option adjusts one request.
+type Option func(h http.Header)
+
+// IdempotencyKey makes a create safe to retry: the server answers a repeat
+// with the original result instead of creating again.
+func IdempotencyKey(key string) Option {
+	return func(h http.Header) {
+		if key != "" {
+			h.Set("Idempotency-Key", key)
+		}
+	}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any, opts ...Option) error {
+	_, err := c.doHeader(ctx, method, path, in, out, opts...)
 	return err
 }
 
-func (c *Client) doHeader(ctx context.Context, method, path string, in, out any) (http.Header, error) {
+func (c *Client) doHeader(ctx context.Context, method, path string, in, out any, opts ...Option) (http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -82,6 +95,9 @@ func (c *Client) doHeader(ctx context.Context, method, path string, in, out any)
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	for _, o := range opts {
+		o(req.Header)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -237,9 +253,9 @@ func (c *Client) DeleteNode(ctx context.Context, id string) error {
 }
 
 // CreateJob creates a job.
-func (c *Client) CreateJob(ctx context.Context, in JobCreate) (Job, error) {
+func (c *Client) CreateJob(ctx context.Context, in JobCreate, opts ...Option) (Job, error) {
 	var out Job
-	return out, c.do(ctx, http.MethodPost, "/v1/jobs", in, &out)
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs", in, &out, opts...)
 }
 
 // Job shows a job with its task counts.
@@ -257,15 +273,15 @@ func (c *Client) WaitJob(ctx context.Context, id string, groups int, timeout tim
 }
 
 // AddTasks adds tasks to a job.
-func (c *Client) AddTasks(ctx context.Context, jobID string, in TaskAdd) (TaskAddResult, error) {
+func (c *Client) AddTasks(ctx context.Context, jobID string, in TaskAdd, opts ...Option) (TaskAddResult, error) {
 	var out TaskAddResult
-	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks", in, &out)
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(jobID)+"/tasks", in, &out, opts...)
 }
 
 // Submit creates a job (or uses an existing one) and adds tasks atomically.
-func (c *Client) Submit(ctx context.Context, in Submit) (TaskAddResult, error) {
+func (c *Client) Submit(ctx context.Context, in Submit, opts ...Option) (TaskAddResult, error) {
 	var out TaskAddResult
-	return out, c.do(ctx, http.MethodPost, "/v1/submit", in, &out)
+	return out, c.do(ctx, http.MethodPost, "/v1/submit", in, &out, opts...)
 }
 
 // Tasks lists one page of a job's tasks; next is the cursor from the

@@ -324,18 +324,13 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var out api.Job
-	err = s.change(r.Context(), func(c *core.Core, now time.Time) error {
+	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		j, err := c.CreateJob(spec, now)
-		if err == nil {
-			out = jobOut(j)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		return jobOut(j), nil
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, out)
 }
 
 func (s *Server) job(c *core.Core, r *http.Request) (*core.Job, error) {
@@ -423,27 +418,21 @@ func (s *Server) addTasks(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	var res api.TaskAddResult
-	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		j, err := s.job(c, r)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		add, err := taskAdd(in, j.MaxRetries)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		g, err := c.AddTasks(j, add, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		res = addResult(g)
-		return nil
+		return addResult(g), nil
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, res)
 }
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
@@ -451,43 +440,36 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	var res api.TaskAddResult
-	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		if in.Existing {
 			j := c.Job(in.Job.ID)
 			if j == nil {
-				return notFound("no job %q", in.Job.ID)
+				return nil, notFound("no job %q", in.Job.ID)
 			}
 			add, err := taskAdd(in.Tasks, j.MaxRetries)
 			if err != nil {
-				return err
+				return nil, prefixField("tasks.", err)
 			}
 			g, err := c.AddTasks(j, add, now)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			res = addResult(g)
-			return nil
+			return addResult(g), nil
 		}
 		spec, err := jobSpec(in.Job, "admin")
 		if err != nil {
-			return prefixField("job.", err)
+			return nil, prefixField("job.", err)
 		}
 		add, err := taskAdd(in.Tasks, spec.MaxRetries)
 		if err != nil {
-			return prefixField("tasks.", err)
+			return nil, prefixField("tasks.", err)
 		}
 		_, g, err := c.CreateJobWithTasks(spec, add, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		res = addResult(g)
-		return nil
+		return addResult(g), nil
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, res)
 }
 
 func prefixField(prefix string, err error) error {

@@ -34,7 +34,8 @@ type engine struct {
 	waitc     chan struct{} // closed and replaced at every commit
 	failed    atomic.Pointer[error]
 
-	sessions sync.Map // node key → *session
+	sessions sync.Map                    // node key → *session
+	idem     map[string]store.Idempotent // guarded by mu
 	stats    commitStats
 
 	// minInterval spaces commits: a batch waits at most this long for
@@ -62,6 +63,7 @@ type batch struct {
 	logs    []core.LogRecord
 	meta    map[string]string
 	deleted struct{ jobs, pools, nodes []string }
+	idem    []store.Idempotent
 
 	out  map[*core.Node]*outFrame
 	acks map[*session]uint64
@@ -284,6 +286,7 @@ func (e *engine) seal(b *batch) {
 	}
 	s.Meta = b.meta
 	s.DeletedJobs, s.DeletedPools, s.DeletedNodes = b.deleted.jobs, b.deleted.pools, b.deleted.nodes
+	s.Idempotency = b.idem
 	for n, f := range b.out {
 		sess := e.session(n.ID)
 		if sess == nil {

@@ -156,6 +156,14 @@ func (s *Server) load(ctx context.Context) error {
 		return fmt.Errorf("server: rebuilding state: %w", err)
 	}
 	s.eng.core = c
+	idem, err := s.st.Idempotency(ctx, s.cfg.Now().Add(-idempotencyTTL).UnixNano())
+	if err != nil {
+		return fmt.Errorf("server: loading idempotency keys: %w", err)
+	}
+	s.eng.idem = make(map[string]store.Idempotent, len(idem))
+	for _, i := range idem {
+		s.eng.idem[i.Key] = i
+	}
 	return nil
 }
 

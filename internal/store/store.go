@@ -38,12 +38,24 @@ type Batch struct {
 	DeletedJobs  []string
 	DeletedPools []string
 	DeletedNodes []string
+	Idempotency  []Idempotent
+}
+
+// Idempotent is the remembered answer to a request sent with an
+// Idempotency-Key, committed with the change it made, so a client retrying
+// after a crash between commit and reply gets the original answer.
+type Idempotent struct {
+	Key         string
+	Fingerprint string // hash of the request, to refuse a key reused for another request
+	Status      int
+	Body        []byte
+	CreatedAt   int64
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Pools)+len(b.Nodes)+len(b.Jobs)+len(b.Groups)+len(b.Cursors)+len(b.Tasks)+len(b.Logs)+len(b.Meta)+
-		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes) == 0
+		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes)+len(b.Idempotency) == 0
 }
 
 // Store is a durable engine.
@@ -54,6 +66,9 @@ type Store interface {
 	Apply(ctx context.Context, b *Batch) error
 	// Meta reads one server setting (admin token hash, schema facts).
 	Meta(ctx context.Context, key string) (string, error)
+	// Idempotency reads remembered answers created at or after since (unix
+	// ns) and forgets older ones.
+	Idempotency(ctx context.Context, since int64) ([]Idempotent, error)
 	// Logs reads a finished attempt's stored output.
 	Logs(ctx context.Context, jobID, taskID string, attempt int) (stdout, stderr []byte, err error)
 	Close() error

@@ -40,6 +40,9 @@ var migrations = []string{
 	CREATE TABLE task_logs (
 		job_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL, stdout BLOB, stderr BLOB,
 		PRIMARY KEY (job_id, task_id, attempt)) WITHOUT ROWID;`,
+	`CREATE TABLE idempotency (
+		key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body BLOB NOT NULL,
+		created_at INTEGER NOT NULL);`,
 }
 
 const taskCols = 21
@@ -54,8 +57,8 @@ type Store struct {
 
 	// Statements are prepared once: parsing SQL per batch cost more than
 	// executing it. tasks[n] upserts n task rows.
-	meta, pools, nodes, jobs, groups, cursor, logs *sql.Stmt
-	tasks                                          [rowsPerInsert + 1]*sql.Stmt
+	meta, pools, nodes, jobs, groups, cursor, logs, idem *sql.Stmt
+	tasks                                                [rowsPerInsert + 1]*sql.Stmt
 }
 
 // Options tune durability.
@@ -121,6 +124,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	s.jobs = prep(`INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)`)
 	s.groups = prep(`INSERT OR REPLACE INTO task_groups (job_id, seq, body, cursor) VALUES (?, ?, ?, ?)`)
 	s.cursor = prep(`UPDATE task_groups SET cursor = ? WHERE job_id = ? AND seq = ?`)
+	s.idem = prep(`INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)`)
 	s.logs = prep(`INSERT OR REPLACE INTO task_logs (job_id, task_id, attempt, stdout, stderr) VALUES (?, ?, ?, ?, ?)`)
 	for n := 1; n <= rowsPerInsert; n++ {
 		s.tasks[n] = prep(insertTasksSQL(n))
@@ -237,6 +241,11 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	if err := s.putTasks(exec, b.Tasks); err != nil {
 		return err
 	}
+	for _, i := range b.Idempotency {
+		if err := exec(s.idem, i.Key, i.Fingerprint, i.Status, i.Body, i.CreatedAt); err != nil {
+			return err
+		}
+	}
 	for _, l := range b.Logs {
 		if err := exec(s.logs, l.JobID, l.TaskID, l.Attempt, l.Stdout, l.Stderr); err != nil {
 			return err
@@ -304,6 +313,27 @@ func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 		return "", store.ErrNotFound
 	}
 	return v, err
+}
+
+// Idempotency reads remembered answers since a time and forgets older ones.
+func (s *Store) Idempotency(ctx context.Context, since int64) ([]store.Idempotent, error) {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, since); err != nil {
+		return nil, err
+	}
+	rows, err := s.w.QueryContext(ctx, `SELECT key, fingerprint, status, body, created_at FROM idempotency`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Idempotent
+	for rows.Next() {
+		var i store.Idempotent
+		if err := rows.Scan(&i.Key, &i.Fingerprint, &i.Status, &i.Body, &i.CreatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, i)
+	}
+	return out, rows.Err()
 }
 
 // Logs reads a finished attempt's stored output; empty output was never
