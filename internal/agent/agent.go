@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,8 +103,10 @@ type report struct {
 type Agent struct {
 	cfg Config
 	log *slog.Logger
-	sp  *spawner.Client
 	env []string
+
+	sp           atomic.Pointer[spawner.Client]
+	startSpawner func(context.Context) (*spawner.Client, error)
 
 	mu        sync.Mutex
 	id        identity
@@ -121,6 +124,8 @@ type Agent struct {
 	notify    chan struct{}
 	stopping  bool
 }
+
+func (a *Agent) spawner() *spawner.Client { return a.sp.Load() }
 
 func spawnID(r proto.Ref) string { return r.Job + "/" + r.Task + "/" + strconv.Itoa(r.Attempt) }
 
@@ -185,16 +190,22 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	a.sp, err = spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"),
-		"--orphaned", cfg.AdoptTimeout.String())
+	a.startSpawner = func(ctx context.Context) (*spawner.Client, error) {
+		return spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"),
+			"--orphaned", cfg.AdoptTimeout.String())
+	}
+	sp, err := a.startSpawner(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: starting spawner: %w", err)
 	}
-	defer a.sp.Close()
+	a.sp.Store(sp)
+	defer func() { a.spawner().Close() }()
 	if err := a.adopt(ctx); err != nil {
 		return err
 	}
-	go a.exits()
+	done := make(chan struct{})
+	defer close(done)
+	go a.exits(done)
 	// The stream outlives ctx until shutdown has reported the stopped tasks.
 	connCtx, cancelConn := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
@@ -218,7 +229,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 // adopt takes over tasks a previous agent left running in the spawner.
 func (a *Agent) adopt(ctx context.Context) error {
-	running, err := a.sp.List(ctx)
+	running, err := a.spawner().List(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: listing spawner tasks: %w", err)
 	}
@@ -226,7 +237,7 @@ func (a *Agent) adopt(ctx context.Context) error {
 	defer a.mu.Unlock()
 	for _, r := range running {
 		ref, ok := parseSpawnID(r.ID)
-		if !ok {
+		if !ok || a.tasks[r.ID] != nil {
 			continue
 		}
 		a.tasks[r.ID] = &task{ref: ref, slots: 1, id: r.ID, running: true}
@@ -416,7 +427,7 @@ func (a *Agent) dropLocked(id string) {
 		return
 	}
 	if t.running {
-		a.sp.Kill(id, 5*time.Second)
+		a.spawner().Kill(id, 5*time.Second)
 		return
 	}
 	delete(a.tasks, id)
@@ -496,7 +507,7 @@ func (a *Agent) handle(f *proto.ToAgent) {
 		go a.serveLog(lr)
 	}
 	if len(acked) > 0 {
-		a.sp.Ack(acked...)
+		a.spawner().Ack(acked...)
 	}
 	a.wake()
 }
@@ -629,23 +640,55 @@ func (a *Agent) spawn(t *task) error {
 	for k, val := range t.tpl.Env {
 		env = append(env, k+"="+val)
 	}
-	return a.sp.Spawn(spawner.SpawnRequest{
+	return a.spawner().Spawn(spawner.SpawnRequest{
 		ID: t.id, Argv: argv, Env: env, Dir: cwd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"),
 		MaxWallClock: time.Duration(t.tpl.MaxWallClock),
 	})
 }
 
-// exits turns the spawner's exits into reports.
-func (a *Agent) exits() {
-	for ex := range a.sp.Exits() {
+// exits turns the spawner's exits into reports. When the spawner dies, a
+// new one is started: it kills what the old one left and reports those
+// tasks lost, and the agent adopts whatever still runs.
+func (a *Agent) exits(done <-chan struct{}) {
+	for {
+		a.drainExits(a.spawner())
+		select {
+		case <-done:
+			return
+		default:
+		}
+		a.log.Warn("spawner gone; starting a new one")
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			sp, err := a.startSpawner(ctx)
+			if err == nil {
+				a.sp.Store(sp)
+				err = a.adopt(ctx)
+			}
+			cancel()
+			if err == nil {
+				break
+			}
+			a.log.Error("restarting spawner", "err", err)
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (a *Agent) drainExits(sp *spawner.Client) {
+	for ex := range sp.Exits() {
 		a.mu.Lock()
 		t := a.tasks[ex.ID]
 		if t == nil {
 			ref, ok := parseSpawnID(ex.ID)
 			if !ok {
 				a.mu.Unlock()
-				a.sp.Ack(ex.ID)
+				sp.Ack(ex.ID)
 				continue
 			}
 			t = &task{ref: ref, id: ex.ID} // finished while no agent ran
@@ -763,7 +806,7 @@ func (a *Agent) shutdown() {
 	}
 	a.mu.Unlock()
 	for _, id := range ids {
-		a.sp.Kill(id, 3*time.Second)
+		a.spawner().Kill(id, 3*time.Second)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -128,7 +128,7 @@ func (a *app) root() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), spawnerCmd(), a.poolCmd(), a.nodeCmd(),
+	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), spawnerCmd(), simAgentsCmd(), a.poolCmd(), a.nodeCmd(),
 		a.jobCmd(), a.taskCmd(), a.submitCmd())
 	return root
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lotehq/lote/internal/agent"
 	"github.com/lotehq/lote/internal/server"
+	"github.com/lotehq/lote/internal/simagent"
 	"github.com/lotehq/lote/internal/spawner"
 	"github.com/lotehq/lote/internal/up"
 )
@@ -128,6 +129,31 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.DurationVar(&cfg.OrphanTimeout, "orphan-timeout", agent.DefaultOrphanTimeout, "stop tasks and exit after this long without a server")
 	f.DurationVar(&cfg.AdoptTimeout, "adopt-timeout", agent.DefaultAdoptTimeout, "if this agent dies, how long its tasks wait for a restarted agent to adopt them before they are killed (keep it at most the server's heartbeat timeout)")
+	return c
+}
+
+func simAgentsCmd() *cobra.Command {
+	var cfg simagent.Config
+	c := &cobra.Command{
+		Use:    "_simagents",
+		Short:  "Internal: simulated agents that finish every task at once, for benchmarks",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.JoinToken == "" {
+				cfg.JoinToken = os.Getenv("LOTE_JOIN_TOKEN")
+			}
+			var st simagent.Stats
+			return simagent.Run(c.Context(), cfg, &st)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Server, "server", "", "server URL")
+	f.StringVar(&cfg.Pool, "pool", "", "pool to join")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "join token (env LOTE_JOIN_TOKEN)")
+	f.IntVar(&cfg.Nodes, "nodes", 1000, "simulated nodes")
+	f.IntVar(&cfg.Slots, "slots", 4, "slots per simulated node")
+	f.StringVar(&cfg.Name, "name", "sim", "node name prefix")
 	return c
 }
 

@@ -13,14 +13,16 @@ import (
 )
 
 // record is one line of the journal: the state of a task from its start
-// until its Exit is acknowledged. PID, PGID and StartTime let a spawner
-// started after a crash tell a task that still runs from a later process that
-// reuses its pid.
+// until its Exit is acknowledged.
 type record struct {
-	ID        string
-	PID       int       `json:",omitempty"`
-	PGID      int       `json:",omitempty"`
-	StartTime uint64    `json:",omitempty"` // /proc/PID/stat field 22, in clock ticks since boot; 0 if the task was gone before it was read
+	ID   string
+	PID  int `json:",omitempty"`
+	PGID int `json:",omitempty"`
+	// Boot and StartedBy tell the task from a later process with its pid,
+	// which runs in a later boot or starts after StartedBy: the boot clock
+	// just after the fork, in the clock ticks of /proc/PID/stat field 22.
+	Boot      string    `json:",omitempty"`
+	StartedBy uint64    `json:",omitempty"`
 	StartedAt time.Time `json:",omitzero"`
 	Exit      *Exit     `json:",omitempty"` // set once the task has ended
 	Acked     bool      `json:",omitempty"` // the client has the Exit: forget the task

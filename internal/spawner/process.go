@@ -10,11 +10,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // procStat returns a process's state letter and start time (fields 3 and 22
-// of /proc/PID/stat). It runs once per spawn, so it reads with plain syscalls
-// into a stack buffer.
+// of /proc/PID/stat).
 func procStat(pid int) (state byte, start uint64, err error) {
 	var buf [1024]byte
 	b, err := readSmall("/proc/"+strconv.Itoa(pid)+"/stat", buf[:])
@@ -59,11 +59,35 @@ func readSmall(path string, buf []byte) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// alive reports whether pid is a live (not zombie) process that started at
-// start, so a recycled pid is never mistaken for the task.
-func alive(pid int, start uint64) bool {
-	state, st, err := procStat(pid)
-	return err == nil && st == start && state != 'Z' && state != 'X'
+// alive reports whether pid is a live (not zombie) process that started by
+// startedBy, so a later process that reuses the pid is never taken for it.
+func alive(pid int, startedBy uint64) bool {
+	state, start, err := procStat(pid)
+	return err == nil && start <= startedBy && state != 'Z' && state != 'X'
+}
+
+// userHZ is the unit of times in /proc/PID/stat: USER_HZ, 100 on every
+// architecture Go supports.
+const userHZ = 100
+
+const clockBoottime = 7 // CLOCK_BOOTTIME, the clock of process start times
+
+// bootTicks reads the clock that /proc/PID/stat field 22, a process's start
+// time, is taken from, in its unit. Reading it after a fork bounds the
+// child's start time for a fraction of the cost of reading /proc/PID/stat,
+// which matters on the spawn path.
+func bootTicks() uint64 {
+	var ts syscall.Timespec
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockBoottime, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+		return 0
+	}
+	return uint64(ts.Nano()) / (1e9 / userHZ)
+}
+
+// bootID identifies the current boot of the machine.
+func bootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return string(bytes.TrimSpace(b))
 }
 
 // lookPath finds file as execvp would, but in the task's PATH rather than the
@@ -111,6 +135,15 @@ func openOutput(path string, devNull int, cred *syscall.Credential) (int, error)
 		}
 	}
 	return fd, nil
+}
+
+// killGroup signals a task's process group. It refuses the groups that
+// kill(2) would read as "everyone": a corrupt record must not take down the
+// spawner's own group, or the machine.
+func killGroup(pgid int, sig syscall.Signal) {
+	if pgid > 1 {
+		syscall.Kill(-pgid, sig)
+	}
 }
 
 // exitStatus fills the outcome fields of e from what wait4 returned.

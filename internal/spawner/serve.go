@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,7 +47,7 @@ var errShuttingDown = errors.New("spawner is shutting down")
 // acknowledged stay in StateDir for the next spawner to deliver.
 //
 // On start it reads the journal a previous spawner left in StateDir: a task
-// whose process (same pid and start time) still runs has its process group
+// whose process (same boot, pid and start time) still runs has its process group
 // SIGKILLed, and each such task becomes an Exit with Lost set, delivered to
 // the first client, so no attempt ever has two live copies.
 //
@@ -97,32 +96,6 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	return nil
 }
 
-// task is a running task process.
-type task struct {
-	rec   record
-	grace time.Duration
-
-	// Guarded by server.mu.
-	wall     *time.Timer // fires at MaxWallClock
-	hard     *time.Timer // SIGKILL once grace has passed after SIGTERM
-	exited   bool
-	timedOut bool
-	killed   bool
-	lost     bool
-}
-
-// waitResult is what wait4 reported for a process.
-type waitResult struct {
-	status syscall.WaitStatus
-	usage  syscall.Rusage
-	at     time.Time
-}
-
-type pendingExit struct {
-	seq  uint64 // delivery order
-	exit *Exit
-}
-
 // conn is a connection that has said hello.
 type conn struct {
 	nc       net.Conn
@@ -133,8 +106,8 @@ type conn struct {
 type server struct {
 	cfg        ServeConfig
 	devNull    int
+	boot       string // the machine's boot ID
 	journal    *journal
-	forked     chan struct{} // capacity 1: a task was forked; wakes a reaper that found no children
 	changed    chan struct{} // capacity 1: something the exit conditions depend on changed
 	stopReaper chan struct{}
 	handlers   sync.WaitGroup
@@ -163,7 +136,7 @@ func newServer(cfg ServeConfig, devNull int) *server {
 	s := &server{
 		cfg:        cfg,
 		devNull:    devNull,
-		forked:     make(chan struct{}, 1),
+		boot:       bootID(),
 		changed:    make(chan struct{}, 1),
 		stopReaper: make(chan struct{}),
 		tasks:      make(map[string]*task),
@@ -245,8 +218,8 @@ func (s *server) recover() error {
 	for _, rec := range recs {
 		if rec.Exit == nil {
 			rec.Exit = &Exit{ID: rec.ID, PID: rec.PID, ExitCode: -1, Lost: true, StartedAt: rec.StartedAt, EndedAt: time.Now()}
-			if rec.PID > 0 && alive(rec.PID, rec.StartTime) {
-				syscall.Kill(-rec.PGID, syscall.SIGKILL)
+			if rec.PID > 1 && rec.Boot == s.boot && alive(rec.PID, rec.StartedBy) {
+				killGroup(rec.PGID, syscall.SIGKILL)
 				syscall.Kill(rec.PID, syscall.SIGKILL)
 				rec.Exit.Signal = int(syscall.SIGKILL)
 				killed = append(killed, rec)
@@ -263,7 +236,7 @@ func (s *server) recover() error {
 	// children, so poll.
 	deadline := time.Now().Add(5 * time.Second)
 	for _, rec := range killed {
-		for alive(rec.PID, rec.StartTime) && time.Now().Before(deadline) {
+		for alive(rec.PID, rec.StartedBy) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
@@ -465,259 +438,4 @@ func (s *server) detach(c *conn) {
 	now := time.Now()
 	s.detachedAt, s.quietSince = now, now
 	s.notify()
-}
-
-func (s *server) spawn(req *SpawnRequest) {
-	if err := checkID(req.ID); err != nil {
-		log.Printf("spawner: ignoring spawn: %v", err)
-		return
-	}
-	s.recordMu.Lock()
-	defer s.recordMu.Unlock()
-	s.mu.Lock()
-	_, running := s.tasks[req.ID]
-	_, exited := s.unacked[req.ID]
-	closing := s.closing
-	s.mu.Unlock()
-	if running || exited {
-		log.Printf("spawner: ignoring spawn of %q: it already runs or has an unacknowledged exit", req.ID)
-		return
-	}
-
-	t := &task{rec: record{ID: req.ID}, grace: cmp.Or(req.Grace, defaultGrace)}
-	err := errShuttingDown
-	if !closing {
-		err = s.start(t, req)
-	}
-	if err != nil {
-		now := time.Now()
-		t.rec.StartedAt = now
-		s.finish(&t.rec, &Exit{ID: req.ID, ExitCode: -1, StartErr: err.Error(), StartedAt: now, EndedAt: now})
-		return
-	}
-
-	s.mu.Lock()
-	w, reaped := s.early[t.rec.PID]
-	clear(s.early) // the rest are children of failed execs, reaped before ForkExec could
-	if !reaped {
-		s.tasks[t.rec.ID] = t
-		s.byPID[t.rec.PID] = t
-		if req.MaxWallClock > 0 {
-			t.wall = time.AfterFunc(req.MaxWallClock, func() { s.timeout(t) })
-		}
-		if s.closing {
-			t.lost = true
-			s.terminate(t, t.grace)
-		}
-	}
-	s.mu.Unlock()
-	if reaped {
-		s.complete(t, w)
-	}
-}
-
-// start forks and execs the task and writes its first record.
-func (s *server) start(t *task, req *SpawnRequest) error {
-	if len(req.Argv) == 0 {
-		return errors.New("empty argv")
-	}
-	path, err := lookPath(req.Argv[0], req.Env, req.Dir)
-	if err != nil {
-		return err
-	}
-	stdout, err := openOutput(req.Stdout, s.devNull, req.Credential)
-	if err != nil {
-		return err
-	}
-	defer s.closeOutput(stdout)
-	stderr, err := openOutput(req.Stderr, s.devNull, req.Credential)
-	if err != nil {
-		return err
-	}
-	defer s.closeOutput(stderr)
-
-	t.rec.StartedAt = time.Now()
-	pid, err := syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
-		Dir:   req.Dir,
-		Env:   req.Env,
-		Files: []uintptr{uintptr(s.devNull), uintptr(stdout), uintptr(stderr)},
-		Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential},
-	})
-	if err != nil {
-		return fmt.Errorf("starting %s: %w", path, err)
-	}
-	select {
-	case s.forked <- struct{}{}:
-	default:
-	}
-	t.rec.PID, t.rec.PGID = pid, pid
-	if _, start, err := procStat(pid); err == nil {
-		t.rec.StartTime = start
-	}
-	if err := s.journal.put(&t.rec); err != nil {
-		log.Printf("spawner: task %q runs unrecorded: %v", t.rec.ID, err)
-	}
-	return nil
-}
-
-func (s *server) closeOutput(fd int) {
-	if fd != s.devNull {
-		syscall.Close(fd)
-	}
-}
-
-// timeout stops a task whose MaxWallClock has passed.
-func (s *server) timeout(t *task) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !t.exited {
-		t.timedOut = true
-		s.terminate(t, t.grace)
-	}
-}
-
-func (s *server) kill(id string, grace time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t := s.tasks[id]; t != nil {
-		t.killed = true
-		s.terminate(t, grace)
-	}
-}
-
-// terminate sends SIGTERM to a running task's process group and SIGKILL
-// after grace, or at once if grace is not positive. s.mu must be held; the
-// task's pid cannot be reused before it is reaped and marked exited.
-func (s *server) terminate(t *task, grace time.Duration) {
-	pgid := t.rec.PGID
-	if grace <= 0 {
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		return
-	}
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	if t.hard == nil {
-		t.hard = time.AfterFunc(grace, func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if !t.exited {
-				syscall.Kill(-pgid, syscall.SIGKILL)
-			}
-		})
-	}
-}
-
-// reap waits for every child of the spawner until stopReaper is closed.
-// One blocking wait4(-1) serves all tasks, rather than a thread per task.
-func (s *server) reap() {
-	for {
-		var w waitResult
-		pid, err := syscall.Wait4(-1, &w.status, 0, &w.usage)
-		switch {
-		case err == nil:
-			w.at = time.Now()
-			s.reaped(pid, w)
-		case errors.Is(err, syscall.EINTR):
-		default:
-			if !errors.Is(err, syscall.ECHILD) {
-				log.Printf("spawner: wait4: %v", err)
-			}
-			select {
-			case <-s.forked:
-			case <-s.stopReaper:
-				return
-			}
-		}
-	}
-}
-
-func (s *server) reaped(pid int, w waitResult) {
-	s.mu.Lock()
-	t := s.byPID[pid]
-	if t == nil {
-		s.early[pid] = w
-		s.mu.Unlock()
-		return
-	}
-	delete(s.byPID, pid)
-	delete(s.tasks, t.rec.ID)
-	t.exited = true
-	if t.wall != nil {
-		t.wall.Stop()
-	}
-	if t.hard != nil {
-		t.hard.Stop()
-	}
-	if len(s.tasks) == 0 {
-		s.drained.Broadcast()
-	}
-	s.mu.Unlock()
-	s.complete(t, w)
-}
-
-// complete reports a reaped task. Whatever the task left behind in its
-// process group is killed first: no background child outlives its task.
-func (s *server) complete(t *task, w waitResult) {
-	syscall.Kill(-t.rec.PGID, syscall.SIGKILL)
-	e := &Exit{
-		ID:        t.rec.ID,
-		PID:       t.rec.PID,
-		TimedOut:  t.timedOut,
-		Killed:    t.killed,
-		Lost:      t.lost,
-		StartedAt: t.rec.StartedAt,
-		EndedAt:   w.at,
-	}
-	exitStatus(e, w.status, &w.usage)
-	s.finish(&t.rec, e)
-}
-
-// finish records e, then hands it to the client, if any, and keeps it until
-// acknowledged.
-func (s *server) finish(rec *record, e *Exit) {
-	rec.Exit = e
-	if err := s.journal.put(rec); err != nil {
-		log.Printf("spawner: exit of %q is unrecorded: %v", e.ID, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	s.unacked[e.ID] = pendingExit{s.seq, e}
-	if s.client != nil {
-		s.client.out.put(&frame{Exit: e}) // on failure, re-sent to the next client
-		return
-	}
-	s.quietSince = time.Now()
-	s.notify()
-}
-
-func (s *server) ack(ids []string) {
-	s.recordMu.Lock()
-	defer s.recordMu.Unlock()
-	n := 0
-	s.mu.Lock()
-	for _, id := range ids {
-		if _, ok := s.unacked[id]; ok {
-			delete(s.unacked, id)
-			ids[n] = id
-			n++
-		}
-	}
-	s.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	if err := s.journal.forget(ids[:n]); err != nil {
-		log.Printf("spawner: %v", err)
-	}
-}
-
-func (s *server) list(c *conn, seq uint64) {
-	s.mu.Lock()
-	tasks := make([]Running, 0, len(s.tasks))
-	for _, t := range s.tasks {
-		tasks = append(tasks, Running{ID: t.rec.ID, PID: t.rec.PID, StartedAt: t.rec.StartedAt})
-	}
-	s.mu.Unlock()
-	slices.SortFunc(tasks, func(a, b Running) int { return strings.Compare(a.ID, b.ID) })
-	c.out.put(&frame{Running: &runningReply{Seq: seq, Tasks: tasks}})
 }

@@ -147,7 +147,8 @@ func sh(id, dir, script string) SpawnRequest {
 	return SpawnRequest{ID: id, Argv: []string{"/bin/sh", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: dir}
 }
 
-// waitExit returns the next exit of id, skipping others.
+// waitExit returns the next exit of id, skipping others, or the next exit
+// if id is empty.
 func waitExit(t *testing.T, c *Client, id string) Exit {
 	t.Helper()
 	timeout := time.After(waitTimeout)
@@ -157,7 +158,7 @@ func waitExit(t *testing.T, c *Client, id string) Exit {
 			if !ok {
 				t.Fatalf("exits closed while waiting for %q", id)
 			}
-			if e.ID == id {
+			if id == "" || e.ID == id {
 				return e
 			}
 		case <-timeout:
@@ -543,6 +544,67 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	if running := mustList(t, c); len(running) != 0 {
 		t.Errorf("running = %v, want none", running)
+	}
+}
+
+// TestRecover checks how a spawner treats the journal of a previous one,
+// without a crash: the "orphans" are sleeps this test starts.
+func TestRecover(t *testing.T) {
+	f := newFixture(t)
+	orphan := func() int {
+		pid, err := syscall.ForkExec("/bin/sleep", []string{"sleep", "300"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setpgid: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The spawner reaps it, as it reaps any child of its process.
+		t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+		return pid
+	}
+	pids := []int{orphan(), orphan(), orphan(), orphan()}
+	boot, now := bootID(), bootTicks()
+	tests := []struct {
+		rec    record
+		lost   bool
+		signal int
+		killed bool
+	}{
+		{rec: record{ID: "running", Boot: boot, StartedBy: now}, lost: true, signal: 9, killed: true},
+		{rec: record{ID: "pid reused", Boot: boot, StartedBy: 1}, lost: true},
+		{rec: record{ID: "earlier boot", Boot: "earlier", StartedBy: now}, lost: true},
+		{rec: record{ID: "exited", Boot: boot, StartedBy: now, Exit: &Exit{ID: "exited", ExitCode: 4}}},
+	}
+	recs := make([]*record, len(tests))
+	for i := range tests {
+		rec := &tests[i].rec
+		rec.PID, rec.PGID = pids[i], pids[i]
+		recs[i] = rec
+	}
+	if err := os.Mkdir(f.state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	j, err := createJournal(f.state, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+
+	f.serve(t, ServeConfig{})
+	c := f.dial(t)
+	exits := make(map[string]Exit)
+	for len(exits) < len(tests) {
+		e := waitExit(t, c, "")
+		exits[e.ID] = e
+	}
+	for _, tt := range tests {
+		e := exits[tt.rec.ID]
+		if e.Lost != tt.lost || e.Signal != tt.signal {
+			t.Errorf("%s: exit = %+v, want lost %v, signal %d", tt.rec.ID, e, tt.lost, tt.signal)
+		}
+		if tt.killed {
+			waitGone(t, tt.rec.PID)
+		} else if !alive(tt.rec.PID, now) {
+			t.Errorf("%s: process %d was killed", tt.rec.ID, tt.rec.PID)
+		}
 	}
 }
 
