@@ -88,6 +88,15 @@ type Core struct {
 	jobList []*Job // creation order
 	nodes   map[string]*Node
 	jobSeq  int64
+	taskSeq int64 // the last task number handed out
+}
+
+// nextTaskNum numbers a task when it is first materialized; the number is
+// its durable identity in the store (a dense integer key is far cheaper to
+// write than a text one).
+func (c *Core) nextTaskNum() int64 {
+	c.taskSeq++
+	return c.taskSeq
 }
 
 // New returns an empty core.
@@ -976,7 +985,7 @@ func (q *jobQueue) Take(ni int) {
 		j.ready = slices.Delete(j.ready, q.at, q.at+1)
 	} else {
 		g := q.group
-		t = &Task{Job: j, Group: g, Pos: g.cursor, ID: g.IDAt(g.cursor)}
+		t = &Task{Job: j, Group: g, Pos: g.cursor, ID: g.IDAt(g.cursor), Num: q.c.nextTaskNum()}
 		j.Tasks[key(t.ID)] = t
 		g.cursor++
 		q.c.fx.SaveCursor(g)

@@ -293,6 +293,7 @@ type Task struct {
 	Group *Group
 	Pos   int
 	ID    string
+	Num   int64 // unique across the server, assigned at materialization
 	State TaskState
 
 	// Attempt is the number of the current (or last) attempt; 0 before the

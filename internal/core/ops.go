@@ -31,7 +31,7 @@ func (c *Core) CancelTask(j *Job, id string, now time.Time) (*Task, error) {
 // materialize makes a Task of a position that never left active, ahead of
 // its group's cursor (the scheduler then skips it).
 func (c *Core) materialize(g *Group, pos int) *Task {
-	t := &Task{Job: g.Job, Group: g, Pos: pos, ID: g.IDAt(pos)}
+	t := &Task{Job: g.Job, Group: g, Pos: pos, ID: g.IDAt(pos), Num: c.nextTaskNum()}
 	g.Job.Tasks[key(t.ID)] = t
 	g.ahead++
 	return t

@@ -112,6 +112,7 @@ func (g *Group) Record() GroupRecord {
 // TaskRecord is a materialized task's durable form. Cur.NodeID names the
 // node of a live attempt.
 type TaskRecord struct {
+	Num      int64
 	JobID    string
 	ID       string
 	GroupSeq int
@@ -127,7 +128,7 @@ type TaskRecord struct {
 // Record returns the task's durable form.
 func (t *Task) Record() TaskRecord {
 	r := TaskRecord{
-		JobID: t.Job.ID, ID: t.ID, GroupSeq: t.Group.Seq, Pos: t.Pos, State: t.State, Attempt: t.Attempt,
+		Num: t.Num, JobID: t.Job.ID, ID: t.ID, GroupSeq: t.Group.Seq, Pos: t.Pos, State: t.State, Attempt: t.Attempt,
 		Retries: t.Retries, Requeues: t.Requeues, Cur: t.Cur, History: t.History,
 	}
 	return r
@@ -243,8 +244,9 @@ func (c *Core) restoreTask(r TaskRecord) error {
 		return fmt.Errorf("task %q: no job %q or group %d", r.ID, r.JobID, r.GroupSeq)
 	}
 	g := j.Groups[r.GroupSeq]
+	c.taskSeq = max(c.taskSeq, r.Num)
 	t := &Task{
-		Job: j, Group: g, Pos: r.Pos, ID: r.ID, State: r.State, Attempt: r.Attempt, Retries: r.Retries,
+		Num: r.Num, Job: j, Group: g, Pos: r.Pos, ID: r.ID, State: r.State, Attempt: r.Attempt, Retries: r.Retries,
 		Requeues: r.Requeues, Cur: r.Cur, History: r.History,
 	}
 	if r.Pos >= g.cursor {
