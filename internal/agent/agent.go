@@ -55,9 +55,11 @@ type Config struct {
 	// before it stops them and exits.
 	OrphanTimeout time.Duration
 	// AdoptTimeout is how long the spawner keeps tasks running without an
-	// agent, waiting for a restarted agent to adopt them; it should not exceed
-	// the server's heartbeat timeout, after which the server runs the tasks
-	// elsewhere (never two live attempts).
+	// agent, waiting for a restarted agent to adopt them. Keep it at most half
+	// the server's heartbeat timeout: the server counts that timeout from the
+	// agent's last frame, which may be a heartbeat interval before the agent
+	// died, and then runs the tasks elsewhere, so the spawner must have
+	// stopped them by then (never two live attempts).
 	AdoptTimeout time.Duration
 	Exe          string // the lote binary, for the spawner
 	Logger       *slog.Logger
@@ -71,8 +73,9 @@ const DefaultOrphanTimeout = 10 * time.Minute
 // report; the rest stays on the node.
 const maxInlineLog = 1 << 20
 
-// DefaultAdoptTimeout matches the server's default heartbeat timeout.
-const DefaultAdoptTimeout = 30 * time.Second
+// DefaultAdoptTimeout is half the server's default heartbeat timeout (see
+// Config.AdoptTimeout).
+const DefaultAdoptTimeout = 15 * time.Second
 
 // ErrOrphaned is returned when the agent gave up waiting for a server.
 var ErrOrphaned = errors.New("no server for too long: tasks stopped")
@@ -213,14 +216,15 @@ func Run(ctx context.Context, cfg Config) error {
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
-			a.shutdown()
+			a.shutdown(true)
 			cancelConn()
 		case <-connCtx.Done():
 		}
 	}()
 	err = a.connectLoop(connCtx)
 	if ctx.Err() == nil {
-		a.shutdown()
+		// Orphaned or refused: no server will take the reports.
+		a.shutdown(false)
 		cancelConn()
 	}
 	<-stopped
@@ -351,6 +355,10 @@ func (a *Agent) session(ctx context.Context) (bool, error) {
 	if err := a.welcome(first.Welcome); err != nil {
 		return true, err
 	}
+	// The server's writer merges whatever queued behind the welcome into
+	// the same frame (e.g. tasks the scheduler gave the node while its join
+	// committed), so the rest of the first frame is handled like any other.
+	a.handle(&first)
 	a.log.Info("connected", "node", first.Welcome.NodeID, "server", base)
 	hb := time.Duration(first.Welcome.HeartbeatInterval)
 	errc := make(chan error, 2)
@@ -467,6 +475,12 @@ func (a *Agent) handle(f *proto.ToAgent) {
 		id := spawnID(as.Ref)
 		if a.tasks[id] != nil {
 			continue // already here (a resend)
+		}
+		if a.stopping {
+			// Not taken, so shutdown does not wait for it: the server
+			// sends it again when this node reconnects, or requeues it
+			// after the heartbeat timeout.
+			continue
 		}
 		tpl := a.templates[as.Template]
 		if tpl == nil {
@@ -725,18 +739,18 @@ func (a *Agent) finishLocked(t *task, ex spawner.Exit) {
 	a.unsent = append(a.unsent, &report{fin: fin, id: ex.ID})
 }
 
-// readLog reads up to maxInlineLog bytes of an output file; empty output
-// costs nothing.
+// readLog reads up to maxInlineLog bytes of an output file. Most tasks
+// write nothing, so one stat decides before anything is opened.
 func readLog(path string) []byte {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() == 0 {
+		return nil
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.Size() == 0 {
-		return nil
-	}
 	buf := make([]byte, min(st.Size(), maxInlineLog))
 	n, _ := f.ReadAt(buf, 0)
 	return buf[:n]
@@ -790,9 +804,11 @@ func (a *Agent) writer(ctx context.Context, conn *websocket.Conn, hb time.Durati
 	}
 }
 
-// shutdown stops every task and waits (bounded) for their ends to be
-// reported, so the server requeues them at once instead of after a timeout.
-func (a *Agent) shutdown() {
+// shutdown stops every task and waits (bounded) for them to end and, when
+// report is set, for the server to acknowledge their ends, so it requeues
+// them at once instead of after the heartbeat timeout. Without a server
+// (orphaned, refused) waiting for acknowledgements would only delay the exit.
+func (a *Agent) shutdown(report bool) {
 	a.mu.Lock()
 	a.stopping = true
 	a.queue = nil
@@ -811,7 +827,10 @@ func (a *Agent) shutdown() {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		a.mu.Lock()
-		n := len(a.tasks) + len(a.unsent) + len(a.inflight)
+		n := len(a.tasks)
+		if report {
+			n += len(a.unsent) + len(a.inflight)
+		}
 		a.mu.Unlock()
 		if n == 0 {
 			return

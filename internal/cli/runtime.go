@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -16,6 +17,16 @@ import (
 	"github.com/lotehq/lote/internal/spawner"
 	"github.com/lotehq/lote/internal/up"
 )
+
+// serverGC trades memory for CPU in the server process: the core keeps
+// many small objects live, and at the default GOGC=100 the collector took
+// about half of the server's CPU under load (1M stubbed tasks ran at 32k/s
+// with it and 62k/s with GOGC=400). GOGC in the environment still wins.
+func serverGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+}
 
 func (a *app) upCmd() *cobra.Command {
 	var cfg up.Config
@@ -44,6 +55,7 @@ server. Ctrl-C stops the agents (their running tasks are requeued) and then the 
 			}
 			cfg.Exe = exe
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			serverGC()
 			cfg.Ready = func(s *server.Server) {
 				fmt.Fprintf(a.stderr, "lote is up at %s with %d node(s) of %d slot(s) in pool %q\n", s.URL(), cfg.Nodes, cfg.Slots, up.PoolID)
 				fmt.Fprintf(a.stderr, "try: lote submit --array 1-10 --wait -- echo hello {index}\n")
@@ -69,6 +81,7 @@ func (a *app) serverCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			serverGC()
 			s, err := server.Start(c.Context(), cfg)
 			if err != nil {
 				return err
@@ -128,7 +141,7 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 	f.Int64Var(&cfg.Memory, "memory-bytes", 0, "memory offered (default: physical memory)")
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.DurationVar(&cfg.OrphanTimeout, "orphan-timeout", agent.DefaultOrphanTimeout, "stop tasks and exit after this long without a server")
-	f.DurationVar(&cfg.AdoptTimeout, "adopt-timeout", agent.DefaultAdoptTimeout, "if this agent dies, how long its tasks wait for a restarted agent to adopt them before they are killed (keep it at most the server's heartbeat timeout)")
+	f.DurationVar(&cfg.AdoptTimeout, "adopt-timeout", agent.DefaultAdoptTimeout, "if this agent dies, how long its tasks wait for a restarted agent to adopt them before they are killed (keep it at most half the server's heartbeat timeout)")
 	return c
 }
 
