@@ -183,8 +183,8 @@ func dump(c *core.Core) string {
 			if t.Node != nil {
 				node = t.Node.ID
 			}
-			fmt.Fprintf(&b, "  task %s %s attempt=%d retries=%d requeues=%d node=%s cur=%+v history=%d\n",
-				t.ID, t.State, t.Attempt, t.Retries, t.Requeues, node, t.Cur, len(t.History))
+			fmt.Fprintf(&b, "  task %s num=%d %s attempt=%d retries=%d requeues=%d node=%s cur=%+v history=%d\n",
+				t.ID, t.Num, t.State, t.Attempt, t.Retries, t.Requeues, node, t.Cur, len(t.History))
 		}
 	}
 	return b.String()
@@ -264,6 +264,7 @@ func invariants(c *core.Core) []string {
 		}
 	}
 
+	nums := map[int64]string{}
 	for _, j := range c.Jobs() {
 		inReady := map[*core.Task]int{}
 		for _, t := range core.JobReady(j) {
@@ -273,6 +274,10 @@ func invariants(c *core.Core) []string {
 		for _, t := range j.Tasks {
 			byState[t.State]++
 			name := j.ID + "/" + t.ID
+			if other, dup := nums[t.Num]; dup || t.Num <= 0 {
+				fail("%s has task number %d, as has %q", name, t.Num, other)
+			}
+			nums[t.Num] = name
 			live := isLive(t.State)
 			switch {
 			case live && onNode[t] != 1:

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -120,7 +121,7 @@ func TestNodeJoinReconcile(t *testing.T) {
 			}
 			var drop []string
 			for _, d := range rec.Drop {
-				drop = append(drop, d.JobID+"/"+d.TaskID+"#"+string(rune('0'+d.Attempt)))
+				drop = append(drop, fmt.Sprintf("%s/%s#%d", d.JobID, d.TaskID, d.Attempt))
 			}
 			if !slices.Equal(drop, tt.drop) {
 				t.Errorf("drop %v, want %v", drop, tt.drop)

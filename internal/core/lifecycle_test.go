@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -245,7 +246,7 @@ func TestCrashLimit(t *testing.T) {
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0", coretest.Retries(10))
 			for i := range core.DefaultCrashLimit + 1 {
-				coretest.Node(w.c, p, "n"+string(rune('a'+i)), 1, coretest.JoinedAt(w.now))
+				coretest.Node(w.c, p, fmt.Sprint("n", i), 1, coretest.JoinedAt(w.now))
 				sent := w.schedule()
 				if len(sent) != 1 || sent[0].Attempt != i+1 {
 					t.Fatalf("loss %d: dispatched %v", i+1, sentIDs(sent))

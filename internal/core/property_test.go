@@ -50,6 +50,8 @@ var simEvents = []simEvent{
 	{"terminate job", 1, (*sim).terminateJob},
 	{"retry task", 1, (*sim).retryTask},
 	{"change priority", 1, (*sim).changePriority},
+	{"delete job", 1, (*sim).deleteJob},
+	{"remove node", 1, (*sim).removeNode},
 }
 
 func newSim(t testing.TB, seed int64) *sim {
@@ -159,9 +161,11 @@ func (s *sim) activeJobs() []*core.Job {
 }
 
 // randomTasks is an array with random size, cap and needs. No task needs
-// more slots than the smallest node has (see TestSlotsNeverExceedNode).
+// more slots than the smallest node has, unless known bugs are wanted (see
+// TestSlotsNeverExceedNode).
 func (s *sim) randomTasks() core.TaskAdd {
-	opts := []coretest.TaskOpt{coretest.Retries(s.rng.Intn(4) - 1), coretest.NeedSlots(1 + s.rng.Intn(2))}
+	slots := 1 + s.rng.Intn(2+b2i(runKnownBugs))
+	opts := []coretest.TaskOpt{coretest.Retries(s.rng.Intn(4) - 1), coretest.NeedSlots(slots)}
 	if s.chance(0.3) {
 		opts = append(opts, coretest.NeedCores(1+s.rng.Intn(2)))
 	}
@@ -476,11 +480,45 @@ func (s *sim) changePriority() string {
 	return fmt.Sprintf("priority of %s: %d", j.ID, prio)
 }
 
+func (s *sim) deleteJob() string {
+	j, ok := pick(s, s.c.Jobs())
+	if !ok || s.chance(0.5) {
+		return ""
+	}
+	s.c.DeleteJob(j, s.now)
+	if s.c.Job(j.ID) != nil || slices.Contains(s.c.Jobs(), j) {
+		s.failf("deleted job %s is still listed", j.ID)
+	}
+	for _, t := range s.liveTasks() {
+		if t.Job == j {
+			s.failf("deleted job's task %s is still on %s", taskName(t), t.Node.ID)
+		}
+	}
+	return "delete " + j.ID
+}
+
+func (s *sim) removeNode() string {
+	var idle []*core.Node
+	for _, n := range allNodes(s.c) {
+		if len(n.Tasks()) == 0 && (n.Drained || !n.Connected) {
+			idle = append(idle, n)
+		}
+	}
+	n, ok := pick(s, idle)
+	if !ok {
+		return ""
+	}
+	if err := s.c.RemoveNode(n); err != nil {
+		s.failf("remove %s: %v", n.ID, err)
+	}
+	return "remove " + n.ID
+}
+
 // restore rebuilds the core from its committed records, checks it equals
 // the running one, reconnects the agents that were connected and carries
 // on with the rebuilt core.
 func (s *sim) restore() {
-	r := restored(s.t.(*testing.T), s.world)
+	r := restored(s.t, s.world)
 	if want, got := dump(s.c), dump(r.c); want != got {
 		s.failf("restored core differs:\n%s", diffLines(want, got))
 	}
@@ -502,6 +540,9 @@ func (s *sim) restore() {
 		}
 	}
 	s.world = r
+	for i, p := range s.pools {
+		s.pools[i] = r.c.Pool(p.ID)
+	}
 	s.revokes = nil
 	s.restores++
 	s.events = append(s.events, "restore")

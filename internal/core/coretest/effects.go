@@ -149,6 +149,47 @@ func (e *Effects) Kill(n *core.Node, jobID, taskID string, attempt int) {
 	e.Killed = append(e.Killed, Killed{Node: n, JobID: jobID, TaskID: taskID, Attempt: attempt})
 }
 
+// DeleteJob implements core.Effects: the job's records are forgotten.
+func (e *Effects) DeleteJob(j *core.Job) {
+	e.call("DeleteJob %s", j.ID)
+	delete(e.dirtyJobs, j)
+	delete(e.jobs, j.ID)
+	for k := range e.groups {
+		if k.job == j.ID {
+			delete(e.groups, k)
+		}
+	}
+	for g := range e.dirtyGroups {
+		if g.Job == j {
+			delete(e.dirtyGroups, g)
+		}
+	}
+	for k := range e.tasks {
+		if k.job == j.ID {
+			delete(e.tasks, k)
+		}
+	}
+	for t := range e.dirtyTasks {
+		if t.Job == j {
+			delete(e.dirtyTasks, t)
+		}
+	}
+}
+
+// DeletePool implements core.Effects.
+func (e *Effects) DeletePool(p *core.Pool) {
+	e.call("DeletePool %s", p.ID)
+	delete(e.dirtyPools, p)
+	delete(e.pools, p.ID)
+}
+
+// DeleteNode implements core.Effects.
+func (e *Effects) DeleteNode(n *core.Node) {
+	e.call("DeleteNode %s", n.ID)
+	delete(e.dirtyNodes, n)
+	delete(e.nodes, n.ID)
+}
+
 // TakeDispatched returns the dispatches since the last call and forgets them.
 func (e *Effects) TakeDispatched() []Sent {
 	out := e.Dispatched
@@ -209,7 +250,8 @@ func sortedValues[K comparable, V any](m map[K]V, less func(a, b V) int) []V {
 	return slices.SortedFunc(maps.Values(m), less)
 }
 
-// Nop is an Effects that drops everything, for benchmarks.
+// Nop is an Effects that drops everything, for benchmarks. Its methods
+// implement core.Effects by doing nothing.
 type Nop struct{}
 
 func (Nop) SavePool(*core.Pool)                  {}
@@ -225,44 +267,3 @@ func (Nop) Kill(*core.Node, string, string, int) {}
 func (Nop) DeleteJob(*core.Job)                  {}
 func (Nop) DeletePool(*core.Pool)                {}
 func (Nop) DeleteNode(*core.Node)                {}
-
-// DeleteJob implements core.Effects: the job's records are forgotten.
-func (e *Effects) DeleteJob(j *core.Job) {
-	e.call("DeleteJob %s", j.ID)
-	delete(e.dirtyJobs, j)
-	delete(e.jobs, j.ID)
-	for k := range e.groups {
-		if k.job == j.ID {
-			delete(e.groups, k)
-		}
-	}
-	for g := range e.dirtyGroups {
-		if g.Job == j {
-			delete(e.dirtyGroups, g)
-		}
-	}
-	for k := range e.tasks {
-		if k.job == j.ID {
-			delete(e.tasks, k)
-		}
-	}
-	for t := range e.dirtyTasks {
-		if t.Job == j {
-			delete(e.dirtyTasks, t)
-		}
-	}
-}
-
-// DeletePool implements core.Effects.
-func (e *Effects) DeletePool(p *core.Pool) {
-	e.call("DeletePool %s", p.ID)
-	delete(e.dirtyPools, p)
-	delete(e.pools, p.ID)
-}
-
-// DeleteNode implements core.Effects.
-func (e *Effects) DeleteNode(n *core.Node) {
-	e.call("DeleteNode %s", n.ID)
-	delete(e.dirtyNodes, n)
-	delete(e.nodes, n.ID)
-}
