@@ -186,14 +186,29 @@ func (c *Core) Pools() []*Pool {
 	return out
 }
 
-// SortedNodes lists a pool's nodes by ID.
+// SortedNodes lists a pool's nodes by ID. The list is cached until a node
+// joins or leaves: every scheduling pass needs it. Callers must not modify it.
 func (p *Pool) SortedNodes() []*Node {
+	if p.sorted != nil {
+		return p.sorted
+	}
 	out := make([]*Node, 0, len(p.Nodes))
 	for _, n := range p.Nodes {
 		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b *Node) int { return strings.Compare(key(a.ID), key(b.ID)) })
+	p.sorted = out
 	return out
+}
+
+func (p *Pool) addNode(n *Node) {
+	p.Nodes[key(n.ID)] = n
+	p.sorted = nil
+}
+
+func (p *Pool) removeNode(n *Node) {
+	delete(p.Nodes, key(n.ID))
+	p.sorted = nil
 }
 
 func (p *Pool) prefill(n *Node) int {
@@ -483,16 +498,18 @@ func (c *Core) NodeJoin(jn Join, now time.Time) (*Node, Reconcile, error) {
 		return nil, rec, fmt.Errorf("node %q: %w", jn.NodeID, ErrNotFound)
 	}
 	if n == nil {
-		id := jn.Name
-		if !ValidID(id) {
-			id = "node"
+		base := jn.Name
+		if !ValidID(base) {
+			base = "node"
 		}
+		id := base
 		for i := 2; c.nodes[key(id)] != nil; i++ {
-			id = jn.Name + "-" + strconv.Itoa(i)
+			suffix := "-" + strconv.Itoa(i)
+			id = base[:min(len(base), 64-len(suffix))] + suffix
 		}
 		n = &Node{ID: id, Pool: jn.Pool, TokenHash: jn.TokenHash, JoinedAt: now.UnixNano()}
 		c.nodes[key(id)] = n
-		jn.Pool.Nodes[key(id)] = n
+		jn.Pool.addNode(n)
 	}
 	n.Hostname, n.Slots, n.Cores, n.Memory, n.Labels = jn.Hostname, jn.Slots, jn.Cores, jn.Memory, jn.Labels
 	n.Connected, n.Unreachable, n.LastSeen = true, false, now.UnixNano()
@@ -511,8 +528,13 @@ func (c *Core) NodeJoin(jn Join, now time.Time) (*Node, Reconcile, error) {
 			rec.Keep = append(rec.Keep, t)
 			if k.Phase == PhaseRunning && t.State == TaskAssigned {
 				c.markRunning(t, now.UnixNano())
+				c.fx.SaveTask(t)
 			}
-		case t.State == TaskAssigned && !t.revoking:
+		case t.State == TaskAssigned && t.revoking:
+			// The agent never started it and the revoke is moot: back to the
+			// queue with its attempt unused, as a confirmed revoke does.
+			c.unassign(t)
+		case t.State == TaskAssigned:
 			c.fx.Dispatch(n, t) // never received: send again, same attempt
 		default:
 			c.requeue(t, "the node lost the task", now)
@@ -769,6 +791,12 @@ func (c *Core) RevokeAnswered(n *Node, jobID, taskID string, attempt int, revoke
 		t.revoking = false
 		return
 	}
+	c.unassign(t)
+}
+
+// unassign takes back an assigned task that never started: it goes to the
+// front of its job's queue and its attempt number is not used up.
+func (c *Core) unassign(t *Task) {
 	c.release(t)
 	t.Attempt--
 	t.Cur = AttemptRecord{}
@@ -791,7 +819,16 @@ func (c *Core) Schedule(now time.Time) {
 }
 
 func (c *Core) schedulePool(p *Pool, now int64) {
-	slices.SortFunc(p.jobs, func(a, b *Job) int { return int(a.Seq - b.Seq) })
+	// Within a priority level the job with the fewest live tasks goes first
+	// (the scheduler keeps the order inside a level and takes turns from it),
+	// so equal-priority jobs converge to equal shares of the pool even when
+	// slots free up one per pass.
+	slices.SortFunc(p.jobs, func(a, b *Job) int {
+		if la, lb := a.live(), b.live(); la != lb {
+			return la - lb
+		}
+		return int(a.Seq - b.Seq)
+	})
 	var nodes []*Node
 	var free []sched.Node
 	for _, n := range p.SortedNodes() {
@@ -804,7 +841,8 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 		}
 		nodes = append(nodes, n)
 		free = append(free, sched.Node{
-			FreeSlots: fs, FreeCores: n.Cores - n.usedCores, FreeMemory: n.Memory - n.usedMem, Labels: n.Labels,
+			Slots: n.Slots, FreeSlots: fs, FreeCores: n.Cores - n.usedCores, FreeMemory: n.Memory - n.usedMem,
+			Labels: n.Labels,
 		})
 	}
 	queues := make([]sched.Queue, 0, len(p.jobs))
@@ -834,10 +872,10 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 		switch {
 		case !ok:
 			j.PendingReason = "concurrency_cap"
-		case out.Preempted[i]:
-			j.PendingReason = "priority"
 		case !p.anyNodeFits(req):
 			j.PendingReason = "no_matching_node"
+		case out.Preempted[i]:
+			j.PendingReason = "priority"
 		default:
 			j.PendingReason = "no_capacity"
 		}
@@ -849,9 +887,25 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 		p.jobs[i] = nil
 	}
 	p.jobs = kept
-	if blockedReq != nil {
+	if blockedReq != nil && c.prefilledBelow(p, blockedPrio) {
 		c.revokeBelow(p, blockedPrio, blockedReq)
 	}
+}
+
+// live counts a job's tasks that hold slots.
+func (j *Job) live() int {
+	return j.Counts[TaskAssigned] + j.Counts[TaskPreparing] + j.Counts[TaskRunning]
+}
+
+// prefilledBelow reports whether any job of the pool below prio has
+// assigned (not started) tasks, before revokeBelow scans every node.
+func (c *Core) prefilledBelow(p *Pool, prio int) bool {
+	for _, j := range c.jobList {
+		if j.Pool == p && j.Priority < prio && j.Counts[TaskAssigned] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // revokeBelow takes back prefilled (assigned, not started) tasks of lower
@@ -873,7 +927,7 @@ func (c *Core) revokeBelow(p *Pool, prio int, req *Requirements) {
 func (n *Node) schedulable() bool { return n.Connected && !n.Unreachable && !n.Drained }
 
 func (n *Node) couldEverFit(r *Requirements) bool {
-	if max(r.Slots, 1) > n.Slots+n.Pool.prefill(n) || r.Cores > n.Cores || r.Memory > n.Memory {
+	if max(r.Slots, 1) > n.Slots || r.Cores > n.Cores || r.Memory > n.Memory {
 		return false
 	}
 	for k, v := range r.Labels {

@@ -3,7 +3,6 @@ package core_test
 import (
 	"cmp"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,19 +11,6 @@ import (
 	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/core/coretest"
 )
-
-// knownBug skips a test that fails because of a diagnosed bug in the code
-// under test, so the suite stays green until it is fixed. LOTE_KNOWN_BUGS=1
-// runs such tests anyway, to check that they still fail (or now pass).
-func knownBug(t *testing.T, diagnosis string) {
-	t.Helper()
-	if !runKnownBugs {
-		t.Skip("BUG: " + diagnosis)
-	}
-}
-
-// runKnownBugs also makes random tests take paths that hit known bugs.
-var runKnownBugs = os.Getenv("LOTE_KNOWN_BUGS") != ""
 
 // world drives one core synchronously, as the server's engine does: each
 // step runs a handler, then a scheduling pass, then commits the batch.

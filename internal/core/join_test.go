@@ -51,15 +51,13 @@ func TestNodeJoinReconcile(t *testing.T) {
 		attempt int
 		history []core.Category
 		drop    []string
-		bug     string
 	}{
 		{name: "running task the agent runs is kept", started: true, knows: running,
 			kept: true, state: core.TaskRunning, attempt: 1},
 		{name: "assigned task the agent holds is kept", knows: queued,
 			kept: true, state: core.TaskAssigned, attempt: 1},
 		{name: "assigned task the agent started meanwhile is kept as running", knows: running,
-			kept: true, state: core.TaskRunning, attempt: 1,
-			bug: "NodeJoin marks a kept assigned task running (markRunning) without SaveTask, so the store keeps it assigned"},
+			kept: true, state: core.TaskRunning, attempt: 1},
 		{name: "assigned task the agent never received is sent again", knows: unknown,
 			resent: true, state: core.TaskAssigned, attempt: 1},
 		{name: "running task the agent lost is requeued as infra", started: true, knows: unknown,
@@ -72,14 +70,10 @@ func TestNodeJoinReconcile(t *testing.T) {
 			},
 			resent: true, state: core.TaskAssigned, attempt: 1, drop: []string{"j/0#9"}},
 		{name: "task being revoked that the agent no longer has comes back unused", revoke: true, knows: unknown,
-			state: core.TaskActive, attempt: 0,
-			bug: "NodeJoin requeues an assigned task with a revoke in flight as an infra crash (Requeues+1, attempt used) instead of treating it as revoked"},
+			state: core.TaskActive, attempt: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				knownBug(t, tt.bug)
-			}
 			w := newWorld(t)
 			p := coretest.Pool(w.c, "p", 4)
 			n := coretest.Node(w.c, p, "n1", 4)
@@ -185,22 +179,15 @@ func TestNodeJoinNames(t *testing.T) {
 		name  string
 		names []string
 		want  []string
-		bug   string
 	}{
-		{"proposed name", []string{"alpha"}, []string{"alpha"}, ""},
-		{"taken name gets a suffix", []string{"alpha", "alpha", "ALPHA"}, []string{"alpha", "alpha-2", "ALPHA-3"}, ""},
-		{"empty name", []string{"", ""}, []string{"node", "node-2"},
-			"NodeJoin falls back to \"node\" for an invalid name but builds the suffixed ID from the original name"},
-		{"invalid name", []string{"bad name", "bad name"}, []string{"node", "node-2"},
-			"NodeJoin falls back to \"node\" for an invalid name but builds the suffixed ID from the original name"},
-		{"longest name", []string{long, long}, nil,
-			"NodeJoin's \"-N\" suffix can push a 64-character name past ValidID's limit"},
+		{"proposed name", []string{"alpha"}, []string{"alpha"}},
+		{"taken name gets a suffix", []string{"alpha", "alpha", "ALPHA"}, []string{"alpha", "alpha-2", "ALPHA-3"}},
+		{"empty name", []string{"", ""}, []string{"node", "node-2"}},
+		{"invalid name", []string{"bad name", "bad name"}, []string{"node", "node-2"}},
+		{"longest name", []string{long, long}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				knownBug(t, tt.bug)
-			}
 			w := newWorld(t)
 			p := coretest.Pool(w.c, "p", 1)
 			var got []string

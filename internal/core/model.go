@@ -400,9 +400,10 @@ type Pool struct {
 	JoinToken    string
 	CreatedAt    int64
 
-	Nodes map[string]*Node // by lower-cased ID
-	jobs  []*Job           // active jobs with tasks waiting to be dispatched
-	dirty bool             // something changed that a scheduling pass may act on
+	Nodes  map[string]*Node // by lower-cased ID
+	sorted []*Node          // Nodes by ID, rebuilt after a change
+	jobs   []*Job           // active jobs with tasks waiting to be dispatched
+	dirty  bool             // something changed that a scheduling pass may act on
 }
 
 // key is the case-insensitive identity of an ID.

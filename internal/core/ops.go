@@ -220,7 +220,7 @@ func (c *Core) RemoveNode(n *Node) error {
 		return fmt.Errorf("node %q still has %d task(s): %w", n.ID, len(n.tasks), ErrConflict)
 	}
 	delete(c.nodes, key(n.ID))
-	delete(n.Pool.Nodes, key(n.ID))
+	n.Pool.removeNode(n)
 	c.fx.DeleteNode(n)
 	return nil
 }

@@ -164,7 +164,7 @@ func (s *sim) activeJobs() []*core.Job {
 // more slots than the smallest node has, unless known bugs are wanted (see
 // TestSlotsNeverExceedNode).
 func (s *sim) randomTasks() core.TaskAdd {
-	slots := 1 + s.rng.Intn(2+b2i(runKnownBugs))
+	slots := 1 + s.rng.Intn(3)
 	opts := []coretest.TaskOpt{coretest.Retries(s.rng.Intn(4) - 1), coretest.NeedSlots(slots)}
 	if s.chance(0.3) {
 		opts = append(opts, coretest.NeedCores(1+s.rng.Intn(2)))
@@ -250,7 +250,7 @@ func (s *sim) rejoinNode() string {
 		// An agent may have started a task while away; the core's promotion
 		// of it is not saved yet (see TestNodeJoinReconcile), which the
 		// restore check would catch.
-		if t.State == core.TaskRunning || runKnownBugs && s.chance(0.2) {
+		if t.State == core.TaskRunning || s.chance(0.2) {
 			phase = core.PhaseRunning
 		}
 		known = append(known, coretest.Known(t, phase))

@@ -166,7 +166,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 			LastSeen: now.UnixNano(),
 		}
 		c.nodes[key(n.ID)] = n
-		p.Nodes[key(n.ID)] = n
+		p.addNode(n)
 	}
 	jobs := slices.Clone(s.Jobs)
 	slices.SortFunc(jobs, func(a, b JobRecord) int { return int(a.Seq - b.Seq) })

@@ -141,7 +141,6 @@ func TestRoundRobinInOnePass(t *testing.T) {
 // a small job submitted after a large one at the same priority must still
 // get every other slot and finish long before it.
 func TestRoundRobinAcrossPasses(t *testing.T) {
-	knownBug(t, "schedulePool restarts each pass at the oldest job of a level, so when slots free one per pass the earlier job takes every one and a later job of equal priority starves")
 	w := newWorld(t)
 	p := coretest.Pool(w.c, "p", 2)
 	coretest.Node(w.c, p, "n1", 2)
@@ -207,7 +206,6 @@ func TestPendingReasons(t *testing.T) {
 		name  string
 		setup func(w *world) *core.Job // returns the job whose reason is checked
 		want  string
-		bug   string
 	}{
 		{"all dispatched", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 4)
@@ -215,14 +213,14 @@ func TestPendingReasons(t *testing.T) {
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-1")
 			return j
-		}, "", ""},
+		}, ""},
 		{"pool full", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 1)
 			coretest.Node(w.c, p, "n1", 1)
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-2")
 			return j
-		}, "no_capacity", ""},
+		}, "no_capacity"},
 		{"slots taken by higher priority", func(w *world) *core.Job {
 			p, first := busyPool(w)
 			high := coretest.Job(w.c, p, "high", coretest.Priority(5))
@@ -230,28 +228,28 @@ func TestPendingReasons(t *testing.T) {
 			w.schedule()
 			finishOldest(w)
 			return first
-		}, "priority", ""},
+		}, "priority"},
 		{"held by the concurrency cap", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 4)
 			coretest.Node(w.c, p, "n1", 4)
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-9%2")
 			return j
-		}, "concurrency_cap", ""},
+		}, "concurrency_cap"},
 		{"label no node has", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 4)
 			coretest.Node(w.c, p, "n1", 4, coretest.Labeled("gpu", "no"))
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-9", coretest.NeedLabels("gpu", "yes"))
 			return j
-		}, "no_matching_node", ""},
+		}, "no_matching_node"},
 		{"more cores than any node has", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 4)
 			coretest.Node(w.c, p, "n1", 4, coretest.Cores(8))
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-9", coretest.NeedCores(16))
 			return j
-		}, "no_matching_node", ""},
+		}, "no_matching_node"},
 		{"the only matching node is drained", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 4)
 			n := coretest.Node(w.c, p, "n1", 4, coretest.Labeled("gpu", "yes"))
@@ -260,7 +258,7 @@ func TestPendingReasons(t *testing.T) {
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-9", coretest.NeedLabels("gpu", "yes"))
 			return j
-		}, "no_matching_node", ""},
+		}, "no_matching_node"},
 		{"label no node has, while a higher priority job places", func(w *world) *core.Job {
 			p := coretest.Pool(w.c, "p", 4)
 			coretest.Node(w.c, p, "n1", 4)
@@ -269,13 +267,10 @@ func TestPendingReasons(t *testing.T) {
 			j := coretest.Job(w.c, p, "j")
 			coretest.Array(w.c, j, "0-9", coretest.NeedLabels("gpu", "yes"))
 			return j
-		}, "no_matching_node", "schedulePool tests out.Preempted before anyNodeFits, so a task no node can ever run is reported as waiting for priority whenever a higher-priority job placed in the same pass"},
+		}, "no_matching_node"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				knownBug(t, tt.bug)
-			}
 			w := newWorld(t)
 			j := tt.setup(w)
 			w.schedule()
@@ -326,7 +321,6 @@ func TestPrefill(t *testing.T) {
 // TestSlotsNeverExceedNode checks that prefill is a queue, not capacity: a
 // task needing more slots than a node has must never be given to it.
 func TestSlotsNeverExceedNode(t *testing.T) {
-	knownBug(t, "couldEverFit and the free slots given to sched.Plan compare a task's slots with Slots+prefill, so a task needing 3 slots is assigned to a 1-slot node it can never run on")
 	for _, fill := range []coretest.PoolOpt{coretest.Pack(), func(*core.PoolSpec) {}} {
 		w := newWorld(t)
 		p := coretest.Pool(w.c, "p", 1, coretest.Prefill(-1), fill)

@@ -23,6 +23,7 @@ type Request struct {
 // FreeSlots includes the node's prefill allowance (tasks queued on the agent
 // ahead of a free slot); cores and memory never overcommit.
 type Node struct {
+	Slots      int // the node's own slots: a task needing more never fits, prefill or not
 	FreeSlots  int
 	FreeCores  int
 	FreeMemory int64
@@ -190,6 +191,9 @@ func firstFit(nodes []Node, bucket []int, req Request) int {
 }
 
 func fits(n *Node, req Request) bool {
+	if n.Slots > 0 && req.Slots > n.Slots {
+		return false
+	}
 	if req.Cores > 0 && req.Cores > n.FreeCores {
 		return false
 	}
