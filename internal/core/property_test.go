@@ -160,9 +160,8 @@ func (s *sim) activeJobs() []*core.Job {
 	return out
 }
 
-// randomTasks is an array with random size, cap and needs. No task needs
-// more slots than the smallest node has, unless known bugs are wanted (see
-// TestSlotsNeverExceedNode).
+// randomTasks is an array with random size, cap and needs; some tasks need
+// more slots than the smallest node has (see TestSlotsNeverExceedNode).
 func (s *sim) randomTasks() core.TaskAdd {
 	slots := 1 + s.rng.Intn(3)
 	opts := []coretest.TaskOpt{coretest.Retries(s.rng.Intn(4) - 1), coretest.NeedSlots(slots)}
