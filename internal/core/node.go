@@ -1,0 +1,155 @@
+package core
+
+// Nodes joining, reconnecting, draining and going silent.
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Node finds a node by ID.
+func (c *Core) Node(id string) *Node { return c.nodes[key(id)] }
+
+// Join is what an agent says when it connects.
+type Join struct {
+	NodeID    string // set when the agent already has an identity (checked by the shell)
+	Name      string // proposed ID for a new node
+	Pool      *Pool
+	Hostname  string
+	Slots     int
+	Cores     int
+	Memory    int64
+	Labels    map[string]string
+	TokenHash string // new node's credential hash
+	Known     []AgentTask
+}
+
+// AgentPhase is where an agent says a task is.
+type AgentPhase uint8
+
+// Agent phases.
+const (
+	PhaseQueued AgentPhase = iota
+	PhaseRunning
+	PhaseFinished
+)
+
+// AgentTask is a task an agent knows about when it (re)connects.
+type AgentTask struct {
+	JobID   string
+	TaskID  string
+	Attempt int
+	Phase   AgentPhase
+}
+
+// Reconcile is the core's answer to a join: what the agent must drop and
+// which of its tasks stay. Tasks the agent lost are requeued by the core and
+// tasks it never received are dispatched again through Effects.
+type Reconcile struct {
+	Drop []AgentTask
+	Keep []*Task
+}
+
+// NodeJoin registers a new node or takes back a known one.
+func (c *Core) NodeJoin(jn Join, now time.Time) (*Node, Reconcile, error) {
+	var rec Reconcile
+	if jn.Slots <= 0 {
+		return nil, rec, fieldErr("slots", "must be at least 1")
+	}
+	n := c.nodes[key(jn.NodeID)]
+	if jn.NodeID != "" && n == nil {
+		return nil, rec, fmt.Errorf("node %q: %w", jn.NodeID, ErrNotFound)
+	}
+	if n == nil {
+		base := jn.Name
+		if !ValidID(base) {
+			base = "node"
+		}
+		id := base
+		for i := 2; c.nodes[key(id)] != nil; i++ {
+			suffix := "-" + strconv.Itoa(i)
+			id = base[:min(len(base), 64-len(suffix))] + suffix
+		}
+		n = &Node{ID: id, Pool: jn.Pool, TokenHash: jn.TokenHash, JoinedAt: now.UnixNano()}
+		c.nodes[key(id)] = n
+		jn.Pool.addNode(n)
+	}
+	n.Hostname, n.Slots, n.Cores, n.Memory, n.Labels = jn.Hostname, jn.Slots, jn.Cores, jn.Memory, jn.Labels
+	n.Connected, n.Unreachable, n.LastSeen = true, false, now.UnixNano()
+	n.Pool.dirty = true
+	c.fx.SaveNode(n)
+
+	known := make(map[taskRef]AgentTask, len(jn.Known))
+	for _, k := range jn.Known {
+		known[taskRef{key(k.JobID), key(k.TaskID)}] = k
+	}
+	for _, t := range slices.Clone(n.tasks) {
+		k, ok := known[taskRef{key(t.Job.ID), key(t.ID)}]
+		switch {
+		case ok && k.Attempt == t.Attempt:
+			delete(known, taskRef{key(t.Job.ID), key(t.ID)})
+			rec.Keep = append(rec.Keep, t)
+			if k.Phase == PhaseRunning && t.State == TaskAssigned {
+				c.markRunning(t, now.UnixNano())
+				c.fx.SaveTask(t)
+			}
+		case t.State == TaskAssigned && t.revoking:
+			// The agent never started it and the revoke is moot: back to the
+			// queue with its attempt unused, as a confirmed revoke does.
+			c.unassign(t)
+		case t.State == TaskAssigned:
+			c.fx.Dispatch(n, t) // never received: send again, same attempt
+		default:
+			c.requeue(t, "the node lost the task", now)
+		}
+	}
+	for _, k := range known {
+		if k.Phase != PhaseFinished {
+			rec.Drop = append(rec.Drop, k)
+		}
+	}
+	slices.SortFunc(rec.Drop, func(a, b AgentTask) int {
+		return strings.Compare(a.JobID+"/"+a.TaskID, b.JobID+"/"+b.TaskID)
+	})
+	return n, rec, nil
+}
+
+type taskRef struct{ job, task string }
+
+// NodeDisconnected records that a node's stream ended. Its tasks stay
+// assigned until the heartbeat timeout: a reconnect within it loses nothing.
+func (c *Core) NodeDisconnected(n *Node, now time.Time) {
+	n.Connected = false
+	n.Pool.dirty = true
+}
+
+// Heartbeat records that a node is alive.
+func (c *Core) Heartbeat(n *Node, now time.Time) { n.LastSeen = now.UnixNano() }
+
+// SetDrained stops (or resumes) dispatch to a node; its tasks run on.
+func (c *Core) SetDrained(n *Node, drained bool) {
+	n.Drained = drained
+	n.Pool.dirty = true
+	c.fx.SaveNode(n)
+}
+
+// Tick declares silent nodes unreachable and requeues their tasks.
+func (c *Core) Tick(now time.Time) {
+	deadline := now.Add(-c.cfg.HeartbeatTimeout).UnixNano()
+	for _, p := range c.Pools() {
+		for _, n := range p.SortedNodes() {
+			if n.Unreachable || n.LastSeen > deadline {
+				continue
+			}
+			n.Unreachable = true
+			n.Connected = false
+			for _, t := range slices.Clone(n.tasks) {
+				c.requeue(t, "node "+n.ID+" missed its heartbeats", now)
+			}
+			p.dirty = true
+		}
+	}
+}
