@@ -104,7 +104,10 @@ func startAgent(cfg Config, srv *server.Server, name, dir, tok string) (*exec.Cm
 		args = append(args, "--slots", strconv.Itoa(cfg.Slots))
 	}
 	if cfg.HeartbeatTimeout > 0 {
-		args = append(args, "--adopt-timeout", cfg.HeartbeatTimeout.String())
+		// Half: the server's clock starts at the agent's last frame, up to a
+		// heartbeat interval before a crash, and the spawner's at the crash
+		// (see agent.Config.AdoptTimeout).
+		args = append(args, "--adopt-timeout", (cfg.HeartbeatTimeout / 2).String())
 	}
 	cmd := exec.Command(cfg.Exe, args...)
 	cmd.Env = append(os.Environ(), "LOTE_JOIN_TOKEN="+tok)
