@@ -137,8 +137,13 @@ func (c *Core) SetDrained(n *Node, drained bool) {
 }
 
 // Tick declares silent nodes unreachable and requeues their tasks.
-func (c *Core) Tick(now time.Time) {
+//
+// It returns the nodes it gave up on: the shell closes their streams if they
+// are still open, so an agent that was only slow must join again, and the
+// join makes it drop the attempts that were requeued meanwhile.
+func (c *Core) Tick(now time.Time) []*Node {
 	deadline := now.Add(-c.cfg.HeartbeatTimeout).UnixNano()
+	var lost []*Node
 	for _, p := range c.Pools() {
 		for _, n := range p.SortedNodes() {
 			if n.Unreachable || n.LastSeen > deadline {
@@ -150,6 +155,14 @@ func (c *Core) Tick(now time.Time) {
 				c.requeue(t, "node "+n.ID+" missed its heartbeats", now)
 			}
 			p.dirty = true
+			lost = append(lost, n)
 		}
 	}
+	return lost
+}
+
+// HeartbeatInterval is how often agents must send a frame: several per
+// heartbeat timeout, at most every 5 s.
+func (c *Core) HeartbeatInterval() time.Duration {
+	return min(5*time.Second, c.cfg.HeartbeatTimeout/3)
 }

@@ -21,10 +21,6 @@ import (
 	"github.com/lotehq/lote/internal/proto"
 )
 
-// heartbeatInterval is how often agents send a frame when they have nothing
-// else to say; the server's timeout is several of these.
-const heartbeatInterval = 5 * time.Second
-
 // maxFrame bounds one agent frame (a batch of reports with inline logs).
 const maxFrame = 64 << 20
 
@@ -169,8 +165,8 @@ func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn
 	if err := s.eng.wait(ctx, seq); err != nil {
 		return err
 	}
-	w := &proto.Welcome{NodeID: node.ID, NodeToken: newToken, HeartbeatInterval: int64(heartbeatInterval)}
 	s.eng.mu.Lock()
+	w := &proto.Welcome{NodeID: node.ID, NodeToken: newToken, HeartbeatInterval: int64(s.eng.core.HeartbeatInterval())}
 	for _, k := range rec.Drop {
 		w.Drop = append(w.Drop, proto.Ref{Job: k.JobID, Task: k.TaskID, Attempt: k.Attempt})
 	}

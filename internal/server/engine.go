@@ -201,8 +201,13 @@ func (e *engine) run(ctx context.Context) {
 			}
 		case <-tick.C:
 			e.mu.Lock()
-			e.core.Tick(e.now())
+			lost := e.core.Tick(e.now())
 			e.mu.Unlock()
+			for _, n := range lost {
+				if sess := e.session(n.ID); sess != nil {
+					sess.cancel()
+				}
+			}
 		}
 		// The commit itself is not cancelled: a batch is applied whole.
 		if err := e.commitOnce(context.Background()); err != nil {
