@@ -38,6 +38,10 @@ type engine struct {
 	idem     map[string]store.Idempotent // guarded by mu
 	stats    commitStats
 
+	events    *hub
+	obs       observer
+	nodeState map[*core.Node]core.NodeState // last published, guarded by mu
+
 	// minInterval spaces commits: a batch waits at most this long for
 	// company, which bounds the fixed cost of transactions and fsyncs under
 	// load while adding little latency.
@@ -65,8 +69,9 @@ type batch struct {
 	deleted struct{ jobs, pools, nodes []string }
 	idem    []store.Idempotent
 
-	out  map[*core.Node]*outFrame
-	acks map[*session]uint64
+	out    map[*core.Node]*outFrame
+	acks   map[*session]uint64
+	events []Event
 
 	sealed store.Batch
 }
@@ -118,6 +123,7 @@ func (e *engine) DeletePool(p *core.Pool) {
 	e.open.deleted.pools = append(e.open.deleted.pools, p.ID)
 }
 func (e *engine) DeleteNode(n *core.Node) {
+	delete(e.nodeState, n)
 	delete(e.open.nodes, n)
 	delete(e.open.out, n)
 	e.open.deleted.nodes = append(e.open.deleted.nodes, n.ID)
@@ -222,7 +228,9 @@ func (e *engine) run(ctx context.Context) {
 func (e *engine) commitOnce(ctx context.Context) error {
 	e.lastCommit = time.Now()
 	e.mu.Lock()
+	t0 := time.Now()
 	e.core.Schedule(e.now())
+	e.obs.scheduled(time.Since(t0))
 	b := e.open
 	e.seal(b)
 	e.seq++
@@ -230,15 +238,18 @@ func (e *engine) commitOnce(ctx context.Context) error {
 	e.mu.Unlock()
 
 	if !b.sealed.Empty() {
+		t0 := time.Now()
 		if err := e.store.Apply(ctx, &b.sealed); err != nil {
 			return err
 		}
+		e.obs.committed(time.Since(t0), &b.sealed)
 		e.stats.batches.Add(1)
 		e.stats.tasks.Add(uint64(len(b.sealed.Tasks)))
 	}
 	e.committed.Store(b.seq)
 	e.notify()
 	e.release(b)
+	e.events.publish(b.events)
 	return nil
 }
 
@@ -278,12 +289,18 @@ func (e *engine) seal(b *batch) {
 			s.Cursors = append(s.Cursors, store.Cursor{JobID: g.Job.ID, Seq: g.Seq, Cursor: g.Cursor()})
 		}
 	}
+	now := e.now()
 	s.Tasks = make([]core.TaskRecord, 0, len(b.tasks))
 	for t := range b.tasks {
 		if !t.Job.Deleted() {
 			s.Tasks = append(s.Tasks, t.Record())
+			b.events = append(b.events, taskEvent(t, now))
 		}
 	}
+	for j := range b.jobs {
+		b.events = append(b.events, jobEvent(j, now))
+	}
+	b.events = e.nodeEvents(b.events, now)
 	for _, l := range b.logs {
 		if j := e.core.Job(l.JobID); j != nil && !j.Deleted() {
 			s.Logs = append(s.Logs, l)
@@ -303,6 +320,22 @@ func (e *engine) seal(b *batch) {
 	}
 }
 
+// nodeEvents adds an event for every node whose state changed since the
+// last batch (idle and running follow from tasks, so nodes are compared
+// rather than tracked at each change).
+func (e *engine) nodeEvents(evs []Event, now time.Time) []Event {
+	for _, p := range e.core.Pools() {
+		for _, n := range p.SortedNodes() {
+			st := n.State()
+			if old, ok := e.nodeState[n]; !ok || old != st {
+				e.nodeState[n] = st
+				evs = append(evs, nodeEvent(n, now))
+			}
+		}
+	}
+	return evs
+}
+
 // release hands the committed batch's frames to the agent sessions.
 func (e *engine) release(b *batch) {
 	for n := range b.out {
@@ -314,6 +347,19 @@ func (e *engine) release(b *batch) {
 		sess.ack(ack)
 	}
 }
+
+// observer watches the engine for metrics; the default does nothing.
+type observer interface {
+	// scheduled reports how long a scheduling pass took.
+	scheduled(d time.Duration)
+	// committed reports a batch durably applied and how long it took.
+	committed(d time.Duration, b *store.Batch)
+}
+
+type noObserver struct{}
+
+func (noObserver) scheduled(time.Duration)               {}
+func (noObserver) committed(time.Duration, *store.Batch) {}
 
 func (e *engine) session(nodeID string) *session {
 	v, ok := e.sessions.Load(lower(nodeID))

@@ -150,6 +150,7 @@ func (s *Server) load(ctx context.Context) error {
 		store: s.st, log: s.log, now: s.cfg.Now,
 		kickc: make(chan struct{}, 1), waitc: make(chan struct{}), open: newBatch(1), seq: 1,
 		minInterval: s.cfg.CommitInterval,
+		events:      newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
 	}
 	c, err := core.Restore(core.Config{HeartbeatTimeout: s.cfg.HeartbeatTimeout}, s.eng, snap, s.cfg.Now())
 	if err != nil {

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	"github.com/lotehq/lote/internal/core"
+)
+
+// Event is one durable change, published after the batch holding it
+// committed: a task, node, job or pool that changed state. IDs increase by
+// one per event, so a stream can resume after the last one it saw.
+type Event struct {
+	ID       uint64    `json:"id"`
+	Time     time.Time `json:"time"`
+	Kind     string    `json:"kind"` // task | node | job | pool
+	PoolID   string    `json:"pool_id,omitempty"`
+	JobID    string    `json:"job_id,omitempty"`
+	TaskID   string    `json:"task_id,omitempty"`
+	NodeID   string    `json:"node_id,omitempty"`
+	State    string    `json:"state,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"`
+	Result   string    `json:"result,omitempty"`
+	Category string    `json:"failure_category,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+}
+
+// eventRing is how many recent events are kept for streams to resume from.
+const eventRing = 1 << 16
+
+// hub keeps the recent events and wakes streams when new ones arrive.
+type hub struct {
+	mu    sync.Mutex
+	ring  []Event
+	next  uint64        // ID of the next event
+	wakec chan struct{} // closed and replaced on every publish
+}
+
+func newHub() *hub {
+	return &hub{ring: make([]Event, eventRing), next: 1, wakec: make(chan struct{})}
+}
+
+// publish numbers and stores events (called by the committer, in commit
+// order).
+func (h *hub) publish(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	for i := range evs {
+		evs[i].ID = h.next
+		h.ring[h.next%eventRing] = evs[i]
+		h.next++
+	}
+	close(h.wakec)
+	h.wakec = make(chan struct{})
+	h.mu.Unlock()
+}
+
+// since returns the events after id (at most max), a channel that closes
+// when more arrive, and whether events after id were already overwritten.
+func (h *hub) since(id uint64, max int) (evs []Event, wake <-chan struct{}, gap bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first := id + 1
+	if h.next > eventRing && first < h.next-eventRing {
+		gap = true
+		first = h.next - eventRing
+	}
+	for i := first; i < h.next && len(evs) < max; i++ {
+		evs = append(evs, h.ring[i%eventRing])
+	}
+	return evs, h.wakec, gap
+}
+
+// last is the ID of the newest event.
+func (h *hub) last() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.next - 1
+}
+
+// taskEvent describes a task record as an event.
+func taskEvent(t *core.Task, now time.Time) Event {
+	ev := Event{
+		Time: now, Kind: "task", PoolID: t.Job.Pool.ID, JobID: t.Job.ID, TaskID: t.ID,
+		State: t.State.String(), Attempt: t.Attempt, NodeID: t.Cur.NodeID,
+	}
+	if t.State == core.TaskCompleted {
+		a := attemptOut(&t.Cur)
+		ev.Result, ev.Category, ev.ExitCode = a.Result, a.FailureCategory, a.ExitCode
+	}
+	return ev
+}
+
+func nodeEvent(n *core.Node, now time.Time) Event {
+	return Event{Time: now, Kind: "node", PoolID: n.Pool.ID, NodeID: n.ID, State: n.State().String()}
+}
+
+func jobEvent(j *core.Job, now time.Time) Event {
+	return Event{Time: now, Kind: "job", PoolID: j.Pool.ID, JobID: j.ID, State: j.State.String()}
+}
