@@ -93,6 +93,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	s.stop(ln, &acceptor)
 	close(s.stopReaper)
 	reaper.Wait()
+	s.finishing.Wait()
 	return nil
 }
 
@@ -118,7 +119,8 @@ type server struct {
 	recordMu sync.Mutex
 
 	mu         sync.Mutex
-	drained    *sync.Cond // broadcast when tasks becomes empty
+	drained    *sync.Cond     // broadcast when tasks becomes empty
+	finishing  sync.WaitGroup // exits waiting for their output to be copied
 	tasks      map[string]*task
 	byPID      map[int]*task
 	early      map[int]waitResult // reaped before the fork in flight registered its task
