@@ -31,9 +31,17 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+.PHONY: docs
+docs: ## Regenerate docs/cli.md from the command definitions
+	$(GO) run ./internal/cli/gendocs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
+
 .PHONY: bench
-bench: build ## Benchmarks: Lote against xargs side by side (see docs/benchmarks.md)
+bench: build ## Benchmarks of DESIGN §7: Lote against xargs, parallel and Slurm, one table (docs/benchmarks.md)
 	bench/run.sh
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks: scheduler, core, journal, store, spawner (go test -bench)
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./bench/...
 
 .PHONY: clean
 clean: ## Remove build output

@@ -129,7 +129,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, in, out any,
 
 // Pools lists pools.
 func (c *Client) Pools(ctx context.Context) ([]Pool, error) {
-	var out struct{ Pools []Pool }
+	var out PoolList
 	return out.Pools, c.do(ctx, http.MethodGet, "/v1/pools", nil, &out)
 }
 
@@ -151,7 +151,7 @@ func (c *Client) Pool(ctx context.Context, id string, revealToken bool) (Pool, e
 
 // PoolNodes lists a pool's nodes.
 func (c *Client) PoolNodes(ctx context.Context, id string) ([]Node, error) {
-	var out struct{ Nodes []Node }
+	var out NodeList
 	return out.Nodes, c.do(ctx, http.MethodGet, "/v1/pools/"+url.PathEscape(id)+"/nodes", nil, &out)
 }
 

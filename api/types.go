@@ -7,6 +7,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -22,10 +23,14 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON accepts a Go duration string; negative durations are refused.
+// Errors are *json.UnmarshalTypeError, so a decoder names the field at fault.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	bad := func(what string) error {
+		return &json.UnmarshalTypeError{Value: what, Type: reflect.TypeFor[Duration]()}
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string like \"30s\"")
+		return bad(fmt.Sprintf("%.40s", b))
 	}
 	if s == "" {
 		*d = 0
@@ -33,10 +38,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("bad duration %q", s)
+		return bad(fmt.Sprintf("%.40q", s))
 	}
 	if v < 0 {
-		return fmt.Errorf("negative duration %q", s)
+		return bad(fmt.Sprintf("negative %q", s))
 	}
 	*d = Duration(v)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -16,8 +17,9 @@ import (
 )
 
 func (a *app) jobCmd() *cobra.Command {
-	c := &cobra.Command{Use: "job", Short: "Create, inspect and wait for jobs"}
-	c.AddCommand(a.jobCreateCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobWaitCmd())
+	c := &cobra.Command{Use: "job", Short: "Create, inspect, wait for, retry and end jobs"}
+	c.AddCommand(a.jobCreateCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobWaitCmd(), a.jobTerminateCmd(),
+		a.jobDeleteCmd(), a.jobRetryCmd(), a.jobSetPriorityCmd())
 	return c
 }
 
@@ -65,6 +67,7 @@ func (jf *jobFlags) build(c *cobra.Command) (api.JobCreate, error) {
 
 func (a *app) jobCreateCmd() *cobra.Command {
 	var jf jobFlags
+	var key string
 	c := &cobra.Command{
 		Use:   "create [JOB]",
 		Short: "Create a job (an ID is generated when none is given)",
@@ -81,7 +84,7 @@ func (a *app) jobCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			j, err := cl.CreateJob(c.Context(), in)
+			j, err := cl.CreateJob(c.Context(), in, api.IdempotencyKey(key))
 			if err != nil {
 				return err
 			}
@@ -89,6 +92,7 @@ func (a *app) jobCreateCmd() *cobra.Command {
 		},
 	}
 	jf.register(c, true)
+	addIdempotencyKey(c, &key)
 	return c
 }
 
@@ -103,27 +107,33 @@ func jobTable(w io.Writer, jobs []api.Job) {
 
 func (a *app) jobListCmd() *cobra.Command {
 	var state string
+	var tags []string
+	var watch bool
 	c := &cobra.Command{
 		Use:   "list",
-		Short: "List jobs",
-		Args:  cobra.NoArgs,
+		Short: "List jobs, optionally in one state and carrying tags (status of a whole run in one call)",
+		Example: `  lote job list --state active
+  lote job list --tag run=abc -o json     # every job of run abc with its state and task counts`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			tagMap, err := parseKV("--tag", tags)
+			if err != nil {
+				return err
+			}
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			jobs, err := cl.Jobs(c.Context(), state, nil)
-			if err != nil {
-				return err
-			}
-			ids := make([]string, len(jobs))
-			for i, j := range jobs {
-				ids[i] = j.ID
-			}
-			return a.emit(map[string]any{"jobs": jobs}, ids, func(w io.Writer) { jobTable(w, jobs) })
+			return a.list(c.Context(), watch, func(ctx context.Context) (view, error) {
+				jobs, err := cl.Jobs(ctx, state, tagMap)
+				return view{doc: api.JobList{Version: api.Version, Jobs: jobs}, ids: idsOf(jobs, func(j api.Job) string { return j.ID }),
+					table: func(w io.Writer) { jobTable(w, jobs) }}, err
+			})
 		},
 	}
 	c.Flags().StringVar(&state, "state", "", "only jobs in this state (active, terminating, completed)")
+	c.Flags().StringArrayVar(&tags, "tag", nil, "only jobs carrying tag K=V (repeatable: all must match)")
+	addWatch(c, &watch)
 	return c
 }
 
@@ -204,6 +214,7 @@ type taskFlags struct {
 	maxRetries int
 	wall       time.Duration
 	cwd        string
+	callerEnv  bool
 }
 
 func (tf *taskFlags) register(c *cobra.Command) {
@@ -214,13 +225,14 @@ func (tf *taskFlags) register(c *cobra.Command) {
 	f.IntVar(&tf.slots, "slots", 1, "slots each task takes")
 	f.IntVar(&tf.cores, "cores", 0, "cores each task needs")
 	f.StringVar(&tf.memory, "memory", "", "memory each task needs (e.g. 512M, 2G)")
-	f.StringVar(&tf.cwd, "cwd", "", "run in this directory on the node instead of a fresh task directory")
+	f.StringVar(&tf.cwd, "cwd", "", "run in this directory on the node instead of a fresh task directory per attempt (relative: to the current directory here)")
+	f.BoolVar(&tf.callerEnv, "env-from-caller", false, "give the tasks this shell's environment (except LOTE_*, PWD, OLDPWD, SHLVL, _); --env wins")
 	f.IntVar(&tf.maxRetries, "task-max-retries", 0, "retries for these tasks (default: the job's)")
 	f.DurationVar(&tf.wall, "task-max-wall-clock", 0, "wall clock limit for these tasks (default: the job's)")
 }
 
 func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error) {
-	s := api.TaskSpec{Command: argv, Shell: tf.shell, Cwd: tf.cwd, MaxWallClock: api.Duration(tf.wall)}
+	s := api.TaskSpec{Command: argv, Shell: tf.shell, MaxWallClock: api.Duration(tf.wall)}
 	if len(argv) == 0 {
 		return s, usageErr("give the command after --, e.g. lote submit -- echo hello")
 	}
@@ -229,6 +241,12 @@ func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error
 	}
 	var err error
 	if s.Env, err = parseKV("--env", tf.env); err != nil {
+		return s, err
+	}
+	if tf.callerEnv {
+		s.Env = withCallerEnv(s.Env, os.Environ())
+	}
+	if s.Cwd, err = absCwd(tf.cwd); err != nil {
 		return s, err
 	}
 	if s.Requirements.Labels, err = parseKV("--label", tf.labels); err != nil {
@@ -272,7 +290,7 @@ func parseSize(s string) (int64, error) {
 func (a *app) submitCmd() *cobra.Command {
 	var jf jobFlags
 	var tf taskFlags
-	var jobID, array, eachLine, idPrefix string
+	var jobID, array, eachLine, idPrefix, key string
 	var wait bool
 	c := &cobra.Command{
 		Use:   "submit [flags] -- CMD [ARGS...]",
@@ -317,7 +335,7 @@ indices. --each-line FILE makes one task per line, numbered from 0.`,
 				return err
 			}
 			jc.ID = jobID
-			res, err := a.submitTo(c.Context(), cl, jc, add)
+			res, err := a.submitTo(c.Context(), cl, jc, add, key)
 			if err != nil {
 				return err
 			}
@@ -342,19 +360,32 @@ indices. --each-line FILE makes one task per line, numbered from 0.`,
 	f.StringVar(&eachLine, "each-line", "", "one task per line of FILE (- for stdin)")
 	f.StringVar(&idPrefix, "id-prefix", "", "prefix for the generated task IDs")
 	f.BoolVar(&wait, "wait", false, "wait for the tasks to complete; exit 1 if any failed")
+	addIdempotencyKey(c, &key)
 	return c
 }
 
 // submitTo adds to an existing job, or creates the job with the tasks in one
-// atomic request.
-func (a *app) submitTo(ctx context.Context, cl *api.Client, jc api.JobCreate, add api.TaskAdd) (api.TaskAddResult, error) {
+// atomic request. With an idempotency key it tries the create first: the
+// server answers a repeat with the first result, whichever of the two
+// requests that was, so a retried submit never adds its tasks twice.
+func (a *app) submitTo(ctx context.Context, cl *api.Client, jc api.JobCreate, add api.TaskAdd, key string) (api.TaskAddResult, error) {
+	create := api.Submit{Job: jc, Tasks: add}
+	existing := api.Submit{Job: api.JobCreate{ID: jc.ID}, Existing: true, Tasks: add}
+	if key != "" {
+		res, err := cl.Submit(ctx, create, api.IdempotencyKey(key))
+		if jc.ID == "" || !api.IsStatus(err, http.StatusConflict) {
+			return res, err
+		}
+		// The job exists, or the key went with the add to it: add (or replay).
+		return cl.Submit(ctx, existing, api.IdempotencyKey(key))
+	}
 	if jc.ID != "" {
-		res, err := cl.Submit(ctx, api.Submit{Job: api.JobCreate{ID: jc.ID}, Existing: true, Tasks: add})
-		if err == nil || !api.IsStatus(err, 404) {
+		res, err := cl.Submit(ctx, existing)
+		if err == nil || !api.IsStatus(err, http.StatusNotFound) {
 			return res, err
 		}
 	}
-	return cl.Submit(ctx, api.Submit{Job: jc, Tasks: add})
+	return cl.Submit(ctx, create)
 }
 
 func readLines(path string, stdin io.Reader) ([]string, error) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -32,9 +31,10 @@ func (a *app) emit(v any, ids []string, table func(w io.Writer)) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	table(tw)
-	return tw.Flush()
+	var buf bytes.Buffer
+	table(&buf)
+	_, err := a.stdout.Write(layout(buf.Bytes(), a.width()))
+	return err
 }
 
 // withVersion encodes v as a JSON object with "version" first.

@@ -1,9 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
-	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -11,8 +12,8 @@ import (
 )
 
 func (a *app) poolCmd() *cobra.Command {
-	c := &cobra.Command{Use: "pool", Short: "Manage pools"}
-	c.AddCommand(a.poolCreateCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolNodesCmd())
+	c := &cobra.Command{Use: "pool", Short: "Create, resize and delete pools; list their nodes"}
+	c.AddCommand(a.poolCreateCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolResizeCmd(), a.poolDeleteCmd(), a.poolNodesCmd())
 	return c
 }
 
@@ -42,7 +43,7 @@ func (a *app) poolCreateCmd() *cobra.Command {
 				return err
 			}
 			return a.emit(p, []string{p.ID}, func(w io.Writer) {
-				fmt.Fprintf(w, "pool %s created\njoin token:\t%s\nstart an agent:\tlote agent --server URL --pool %s --join-token %s\n", p.ID, p.JoinToken, p.ID, p.JoinToken)
+				fmt.Fprintf(w, "pool %s created\njoin token: %s\nstart an agent: lote agent --server URL --pool %s --join-token %s\n", p.ID, p.JoinToken, p.ID, p.JoinToken)
 			})
 		},
 	}
@@ -63,7 +64,8 @@ func poolTable(w io.Writer, pools []api.Pool) {
 }
 
 func (a *app) poolListCmd() *cobra.Command {
-	return &cobra.Command{
+	var watch bool
+	c := &cobra.Command{
 		Use:   "list",
 		Short: "List pools",
 		Args:  cobra.NoArgs,
@@ -72,43 +74,47 @@ func (a *app) poolListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pools, err := cl.Pools(c.Context())
-			if err != nil {
-				return err
-			}
-			ids := make([]string, len(pools))
-			for i, p := range pools {
-				ids[i] = p.ID
-			}
-			return a.emit(map[string]any{"pools": pools}, ids, func(w io.Writer) { poolTable(w, pools) })
+			return a.list(c.Context(), watch, func(ctx context.Context) (view, error) {
+				pools, err := cl.Pools(ctx)
+				return view{doc: api.PoolList{Version: api.Version, Pools: pools}, ids: idsOf(pools, func(p api.Pool) string { return p.ID }),
+					table: func(w io.Writer) { poolTable(w, pools) }}, err
+			})
 		},
 	}
+	addWatch(c, &watch)
+	return c
 }
 
 func (a *app) poolShowCmd() *cobra.Command {
-	var reveal bool
+	var reveal, rotate bool
 	c := &cobra.Command{
 		Use:   "show POOL",
-		Short: "Show a pool",
+		Short: "Show a pool; --reveal-token prints its join token, --rotate-token replaces it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			p, err := cl.Pool(c.Context(), args[0], reveal)
+			var p api.Pool
+			if rotate {
+				p, err = cl.RotateJoinToken(c.Context(), args[0])
+			} else {
+				p, err = cl.Pool(c.Context(), args[0], reveal)
+			}
 			if err != nil {
 				return err
 			}
 			return a.emit(p, []string{p.ID}, func(w io.Writer) {
 				poolTable(w, []api.Pool{p})
 				if p.JoinToken != "" {
-					fmt.Fprintf(w, "\njoin token:\t%s\n", p.JoinToken)
+					fmt.Fprintf(w, "\njoin token: %s\n", p.JoinToken)
 				}
 			})
 		},
 	}
 	c.Flags().BoolVar(&reveal, "reveal-token", false, "print the pool's join token")
+	c.Flags().BoolVar(&rotate, "rotate-token", false, "give the pool a new join token and print it (joined nodes keep working)")
 	return c
 }
 
@@ -121,7 +127,8 @@ func nodeTable(w io.Writer, nodes []api.Node) {
 }
 
 func (a *app) poolNodesCmd() *cobra.Command {
-	return &cobra.Command{
+	var watch bool
+	c := &cobra.Command{
 		Use:   "nodes POOL",
 		Short: "List a pool's nodes",
 		Args:  cobra.ExactArgs(1),
@@ -130,58 +137,55 @@ func (a *app) poolNodesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			nodes, err := cl.PoolNodes(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			ids := make([]string, len(nodes))
-			for i, n := range nodes {
-				ids[i] = n.ID
-			}
-			return a.emit(map[string]any{"nodes": nodes}, ids, func(w io.Writer) { nodeTable(w, nodes) })
+			return a.list(c.Context(), watch, func(ctx context.Context) (view, error) {
+				nodes, err := cl.PoolNodes(ctx, args[0])
+				// A heartbeat alone is no change worth printing again.
+				key := make([]api.Node, len(nodes))
+				for i, n := range nodes {
+					n.LastSeenAt = time.Time{}
+					key[i] = n
+				}
+				return view{doc: api.NodeList{Version: api.Version, Nodes: nodes}, ids: idsOf(nodes, func(n api.Node) string { return n.ID }),
+					table: func(w io.Writer) { nodeTable(w, nodes) }, key: key}, err
+			})
 		},
 	}
+	addWatch(c, &watch)
+	return c
 }
 
-func (a *app) nodeCmd() *cobra.Command {
-	c := &cobra.Command{Use: "node", Short: "Inspect and drain nodes"}
-	show := &cobra.Command{
-		Use:   "show NODE",
-		Short: "Show a node",
-		Args:  cobra.ExactArgs(1),
+func (a *app) poolResizeCmd() *cobra.Command {
+	var in api.PoolResize
+	c := &cobra.Command{
+		Use:   "resize POOL --nodes N",
+		Short: "Set the number of nodes a pool should have",
+		Long: `Set the number of nodes a pool should have. --deallocation says what happens to the tasks of nodes
+removed when it shrinks: requeue them (the default), terminate them, or let them complete first
+(task_completion).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if !c.Flags().Changed("nodes") {
+				return usageErr("--nodes is required")
+			}
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			n, err := cl.Node(c.Context(), args[0])
+			p, err := cl.ResizePool(c.Context(), args[0], in)
 			if err != nil {
 				return err
 			}
-			return a.emit(n, []string{n.ID}, func(w io.Writer) { nodeTable(w, []api.Node{n}) })
+			return a.emit(p, []string{p.ID}, func(w io.Writer) {
+				fmt.Fprintf(w, "pool %s: target %d node(s), %d now\n", p.ID, p.TargetNodes, p.CurrentNodes)
+			})
 		},
 	}
-	drain := func(use, short string, on bool) *cobra.Command {
-		return &cobra.Command{
-			Use:   use + " NODE",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(c *cobra.Command, args []string) error {
-				cl, err := a.client()
-				if err != nil {
-					return err
-				}
-				n, err := cl.DrainNode(c.Context(), args[0], on)
-				if err != nil {
-					return err
-				}
-				return a.emit(n, []string{n.ID}, func(w io.Writer) {
-					fmt.Fprintf(w, "node %s: %s (drained=%s)\n", n.ID, n.State, strconv.FormatBool(n.Drained))
-				})
-			},
-		}
-	}
-	c.AddCommand(show, drain("drain", "Stop giving a node new tasks (running ones finish)", true),
-		drain("undrain", "Give a drained node tasks again", false))
+	c.Flags().IntVar(&in.TargetNodes, "nodes", 0, "target number of nodes")
+	c.Flags().StringVar(&in.Deallocation, "deallocation", "requeue", "on shrink: requeue, terminate or task_completion")
 	return c
+}
+
+func (a *app) poolDeleteCmd() *cobra.Command {
+	return a.deleteCmd("pool", "Delete pools that have no jobs (delete their jobs first); their nodes are forgotten",
+		func(ctx context.Context, cl *api.Client, id string) error { return cl.DeletePool(ctx, id) })
 }

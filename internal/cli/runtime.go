@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -104,6 +105,7 @@ func (a *app) serverCmd() *cobra.Command {
 func (a *app) agentCmd() *cobra.Command {
 	var cfg agent.Config
 	var labels []string
+	var retention time.Duration
 	c := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a node agent that joins a pool",
@@ -124,7 +126,13 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 			if cfg.Dir == "" {
 				cfg.Dir = home() + "/agent"
 			}
+			if retention <= 0 {
+				return usageErr("--retention must be positive")
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			sweep, stop := context.WithCancel(c.Context())
+			defer stop()
+			go (&agent.Sweeper{Dir: cfg.Dir, Retention: retention, Logger: cfg.Logger}).Run(sweep)
 			return agent.Run(c.Context(), cfg)
 		},
 	}
@@ -140,6 +148,7 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 	f.IntVar(&cfg.Cores, "cores", 0, "cores offered (default: number of CPUs)")
 	f.Int64Var(&cfg.Memory, "memory-bytes", 0, "memory offered (default: physical memory)")
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
+	f.DurationVar(&retention, "retention", agent.DefaultRetention, "remove a task's directory on this node this long after its last write (sooner when the disk is over 90% full)")
 	f.DurationVar(&cfg.OrphanTimeout, "orphan-timeout", agent.DefaultOrphanTimeout, "stop tasks and exit after this long without a server")
 	f.DurationVar(&cfg.AdoptTimeout, "adopt-timeout", agent.DefaultAdoptTimeout, "if this agent dies, how long its tasks wait for a restarted agent to adopt them before they are killed (keep it at most half the server's heartbeat timeout)")
 	return c

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,8 +15,8 @@ import (
 )
 
 func (a *app) taskCmd() *cobra.Command {
-	c := &cobra.Command{Use: "task", Short: "Inspect tasks and read their output"}
-	c.AddCommand(a.taskListCmd(), a.taskShowCmd(), a.taskLogsCmd())
+	c := &cobra.Command{Use: "task", Short: "Add, inspect, retry and cancel tasks; read their output"}
+	c.AddCommand(a.taskAddCmd(), a.taskListCmd(), a.taskShowCmd(), a.taskLogsCmd(), a.taskRetryCmd(), a.taskCancelCmd())
 	return c
 }
 
@@ -36,9 +38,6 @@ func taskTable(w io.Writer, tasks []api.Task) {
 			result += " (" + t.FailureCategory + ")"
 		}
 		cmd := strings.Join(t.Command, " ")
-		if len(cmd) > 60 {
-			cmd = cmd[:57] + "..."
-		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.State, dash(result), exitStr(t), t.Attempt,
 			dash(t.NodeID), dash(t.PendingReason), cmd)
 	}
@@ -47,7 +46,7 @@ func taskTable(w io.Writer, tasks []api.Task) {
 func (a *app) taskListCmd() *cobra.Command {
 	var state, next string
 	var limit int
-	var all bool
+	var all, watch bool
 	c := &cobra.Command{
 		Use:   "list JOB",
 		Short: "List a job's tasks, a page at a time; waiting tasks say why",
@@ -57,29 +56,28 @@ func (a *app) taskListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			page, err := cl.Tasks(c.Context(), args[0], state, limit, next)
-			if err != nil {
-				return err
-			}
-			for all && page.Next != "" {
-				more, err := cl.Tasks(c.Context(), args[0], state, limit, page.Next)
+			return a.list(c.Context(), watch, func(ctx context.Context) (view, error) {
+				page, err := cl.Tasks(ctx, args[0], state, limit, next)
 				if err != nil {
-					return err
+					return view{}, err
 				}
-				page.Tasks, page.Next = append(page.Tasks, more.Tasks...), more.Next
-			}
-			ids := make([]string, len(page.Tasks))
-			for i, t := range page.Tasks {
-				ids[i] = t.ID
-			}
-			return a.emit(page, ids, func(w io.Writer) {
-				taskTable(w, page.Tasks)
-				if page.Next != "" {
-					fmt.Fprintf(w, "\nmore: lote task list %s --next %s\n", args[0], page.Next)
+				for all && page.Next != "" {
+					more, err := cl.Tasks(ctx, args[0], state, limit, page.Next)
+					if err != nil {
+						return view{}, err
+					}
+					page.Tasks, page.Next = append(page.Tasks, more.Tasks...), more.Next
 				}
+				return view{doc: page, ids: idsOf(page.Tasks, func(t api.Task) string { return t.ID }), table: func(w io.Writer) {
+					taskTable(w, page.Tasks)
+					if page.Next != "" {
+						fmt.Fprintf(w, "\nmore: lote task list %s --next %s\n", args[0], page.Next)
+					}
+				}}, nil
 			})
 		},
 	}
+	addWatch(c, &watch)
 	f := c.Flags()
 	f.StringVar(&state, "state", "", "only tasks in this state (active, assigned, running, completed)")
 	f.IntVar(&limit, "limit", 100, "tasks per page")
@@ -151,8 +149,21 @@ func (a *app) taskLogsCmd() *cobra.Command {
 			if stderr {
 				stream = "stderr"
 			}
+			// With -o json the output is gathered into one document.
+			var out io.Writer = a.stdout
+			var buf bytes.Buffer
+			if a.output == "json" {
+				out = &buf
+			}
 			var offset int64
 			cur := attempt
+			done := func() error {
+				if a.output != "json" {
+					return nil
+				}
+				return a.emit(map[string]any{"job_id": args[0], "task_id": args[1], "stream": stream, "attempt": cur,
+					"data": buf.String()}, nil, nil)
+			}
 			for {
 				chunk, err := cl.TaskLog(c.Context(), args[0], args[1], stream, attempt, offset)
 				if err != nil {
@@ -160,23 +171,26 @@ func (a *app) taskLogsCmd() *cobra.Command {
 				}
 				if cur != 0 && chunk.Attempt != cur && attempt == 0 {
 					// The task was retried: follow the new attempt from its start.
-					fmt.Fprintf(a.stderr, "--- attempt %d ---\n", chunk.Attempt)
+					if !a.quiet {
+						fmt.Fprintf(a.stderr, "--- attempt %d ---\n", chunk.Attempt)
+					}
+					buf.Reset()
 					offset = 0
 					cur = chunk.Attempt
 					continue
 				}
 				cur = chunk.Attempt
 				if len(chunk.Data) > 0 {
-					a.stdout.Write(chunk.Data)
+					out.Write(chunk.Data)
 					offset += int64(len(chunk.Data))
 					continue
 				}
 				if !follow || (chunk.Final && chunk.State == api.TaskCompleted) {
-					return nil
+					return done()
 				}
 				select {
 				case <-c.Context().Done():
-					return nil
+					return done()
 				case <-time.After(250 * time.Millisecond):
 				}
 			}

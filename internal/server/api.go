@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -21,56 +22,105 @@ import (
 // thousands of tasks, small enough that a client cannot exhaust memory.
 const maxBody = 64 << 20
 
+// route is one endpoint of the API. routeTable is the single list the mux
+// is built from; the OpenAPI test reads it too, so the served routes and
+// api/openapi.json cannot drift apart.
+type route struct {
+	pattern string // "METHOD /path", as http.ServeMux takes it
+	access  access
+	handle  func(s *Server, w http.ResponseWriter, r *http.Request) error
+}
+
+// access says how a route is authenticated.
+type access int
+
+const (
+	admin  access = iota // the admin bearer token; body bounded by maxBody
+	public               // no token (health checks)
+	agent                // the handler authenticates the agent itself
+)
+
+var routeTable = []route{
+	{"GET /healthz", public, (*Server).healthz},
+	{"GET " + proto.Path, agent, (*Server).agentStream},
+	{"GET /v1/openapi.json", admin, (*Server).openAPI},
+	{"GET /v1/pools", admin, (*Server).listPools},
+	{"POST /v1/pools", admin, (*Server).createPool},
+	{"GET /v1/pools/{id}", admin, (*Server).showPool},
+	{"DELETE /v1/pools/{id}", admin, (*Server).deletePool},
+	{"GET /v1/pools/{id}/nodes", admin, (*Server).poolNodes},
+	{"POST /v1/pools/{id}/resize", admin, (*Server).resizePool},
+	{"POST /v1/pools/{id}/rotate-token", admin, (*Server).rotateToken},
+	{"GET /v1/nodes/{id}", admin, (*Server).showNode},
+	{"DELETE /v1/nodes/{id}", admin, (*Server).deleteNode},
+	{"POST /v1/nodes/{id}/drain", admin, (*Server).drain},
+	{"POST /v1/nodes/{id}/undrain", admin, (*Server).undrain},
+	{"GET /v1/jobs", admin, (*Server).listJobs},
+	{"POST /v1/jobs", admin, (*Server).createJob},
+	{"POST /v1/jobs/terminate", admin, (*Server).terminateByTag},
+	{"GET /v1/jobs/{id}", admin, (*Server).showJob},
+	{"PATCH /v1/jobs/{id}", admin, (*Server).updateJob},
+	{"DELETE /v1/jobs/{id}", admin, (*Server).deleteJob},
+	{"GET /v1/jobs/{id}/wait", admin, (*Server).waitJob},
+	{"POST /v1/jobs/{id}/terminate", admin, (*Server).terminateJob},
+	{"POST /v1/jobs/{id}/retry", admin, (*Server).retryJob},
+	{"GET /v1/jobs/{id}/tasks", admin, (*Server).listTasks},
+	{"POST /v1/jobs/{id}/tasks", admin, (*Server).addTasks},
+	{"GET /v1/jobs/{id}/tasks/{tid}", admin, (*Server).showTask},
+	{"POST /v1/jobs/{id}/tasks/{tid}/cancel", admin, (*Server).cancelTask},
+	{"POST /v1/jobs/{id}/tasks/{tid}/retry", admin, (*Server).retryTask},
+	{"GET /v1/jobs/{id}/tasks/{tid}/files/{name}", admin, (*Server).taskFile},
+	{"POST /v1/submit", admin, (*Server).submit},
+	{"GET /v1/events", admin, (*Server).streamEvents},
+}
+
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if s.eng.failed.Load() != nil {
-			writeErr(w, http.StatusServiceUnavailable, api.CodeUnavailable, "store failed", "")
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET "+proto.Path, s.handleAgent)
-	auth := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	for _, rt := range routeTable {
+		mux.HandleFunc(rt.pattern, s.serve(rt))
+	}
+	for _, rt := range webRoutes {
+		mux.HandleFunc(rt.pattern, s.serve(rt))
+	}
+	return mux
+}
+
+// serve wraps a route's handler with its authentication, the body limit and
+// the error answer.
+func (s *Server) serve(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if rt.access == admin {
 			if !s.authorized(r) {
 				writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid bearer token", "")
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-			if err := h(w, r); err != nil {
-				s.writeError(w, err)
-			}
-		})
+		}
+		if err := rt.handle(s, w, r); err != nil {
+			s.writeError(w, err)
+		}
 	}
-	auth("GET /v1/pools", s.listPools)
-	auth("POST /v1/pools", s.createPool)
-	auth("GET /v1/pools/{id}", s.showPool)
-	auth("GET /v1/pools/{id}/nodes", s.poolNodes)
-	auth("GET /v1/nodes/{id}", s.showNode)
-	auth("POST /v1/nodes/{id}/drain", s.drainNode(true))
-	auth("POST /v1/nodes/{id}/undrain", s.drainNode(false))
-	auth("GET /v1/jobs", s.listJobs)
-	auth("POST /v1/jobs", s.createJob)
-	auth("GET /v1/jobs/{id}", s.showJob)
-	auth("GET /v1/jobs/{id}/wait", s.waitJob)
-	auth("POST /v1/jobs/{id}/tasks", s.addTasks)
-	auth("GET /v1/jobs/{id}/tasks", s.listTasks)
-	auth("GET /v1/jobs/{id}/tasks/{tid}", s.showTask)
-	auth("GET /v1/jobs/{id}/tasks/{tid}/files/{name}", s.taskFile)
-	auth("POST /v1/submit", s.submit)
-	auth("POST /v1/pools/{id}/resize", s.resizePool)
-	auth("POST /v1/pools/{id}/rotate-token", s.rotateToken)
-	auth("DELETE /v1/pools/{id}", s.deletePool)
-	auth("DELETE /v1/nodes/{id}", s.deleteNode)
-	auth("PATCH /v1/jobs/{id}", s.updateJob)
-	auth("DELETE /v1/jobs/{id}", s.deleteJob)
-	auth("POST /v1/jobs/{id}/terminate", s.terminateJob)
-	auth("POST /v1/jobs/terminate", s.terminateByTag)
-	auth("POST /v1/jobs/{id}/retry", s.retryJob)
-	auth("POST /v1/jobs/{id}/tasks/{tid}/cancel", s.taskOp(cancelTask))
-	auth("POST /v1/jobs/{id}/tasks/{tid}/retry", s.taskOp(retryTask))
-	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if s.eng.failed.Load() != nil {
+		return &httpError{http.StatusServiceUnavailable, api.CodeUnavailable, "store failed", ""}
+	}
+	_, err := w.Write([]byte("ok\n"))
+	return err
+}
+
+func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
+	s.handleAgent(w, r)
+	return nil
+}
+
+// openAPI serves the API's description. It needs the bearer token like
+// every other /v1 call (DESIGN §6: only /healthz is open).
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(api.OpenAPI)
+	return err
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -110,7 +160,7 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	case errors.As(err, &fe):
 		writeErr(w, http.StatusBadRequest, api.CodeInvalid, fe.Error(), fe.Field)
 	case errors.As(err, &mbe):
-		writeErr(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, fmt.Sprintf("request body over %d bytes", maxBody), "")
+		writeErr(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, fmt.Sprintf("request body over %d bytes", maxBody), "body")
 	case errors.Is(err, core.ErrNotFound):
 		writeErr(w, http.StatusNotFound, api.CodeNotFound, err.Error(), "")
 	case errors.Is(err, core.ErrConflict):
@@ -136,31 +186,65 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
-// errors naming what is wrong.
+// errors naming what is wrong. Errors that belong to no field (malformed
+// JSON, an empty body) name the field "body".
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &mbe):
 			return err
 		case errors.As(err, &te):
-			return invalid(te.Field, "must be %s", te.Type)
+			field := te.Field
+			if field == "" {
+				field = "body"
+			}
+			return invalid(field, "must be %s (got %s)", wireType(te.Type), te.Value)
 		case errors.Is(err, io.EOF):
-			return invalid("", "empty request body")
+			return invalid("body", "empty request body")
+		case errors.As(err, &se):
+			return invalid("body", "malformed JSON at byte %d: %v", se.Offset, err)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			f := strings.Trim(name, `"`)
 			return invalid(f, "unknown field %q", f)
 		}
-		return invalid("", "malformed JSON: %v", err)
+		return invalid("body", "malformed JSON: %v", err)
 	}
 	if dec.More() {
-		return invalid("", "trailing data after the JSON document")
+		return invalid("body", "trailing data after the JSON document")
 	}
 	return nil
+}
+
+// wireType says in JSON's words what a Go type accepts.
+func wireType(t reflect.Type) string {
+	if t == reflect.TypeFor[api.Duration]() {
+		return `a duration string like "30s" or "1h30m", not negative`
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("an integer that fits in %d bits", t.Bits())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("a non-negative integer that fits in %d bits", t.Bits())
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return wireType(t.Elem())
+	}
+	return t.String()
 }
 
 // read runs fn under the core lock for a consistent view.
@@ -196,30 +280,19 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	fill, ok := core.ParseFillPolicy(in.FillPolicy)
-	if !ok {
-		return invalid("fill_policy", "must be spread or pack")
-	}
-	switch in.Provider {
-	case "", "static", "local":
-	default:
-		return invalid("provider", "must be static or local")
-	}
-	prefill := -1
-	if in.Prefill != nil {
-		prefill = *in.Prefill
-	}
-	spec := core.PoolSpec{
-		ID: in.ID, Provider: orDefault(in.Provider, "static"), SlotsPerNode: in.SlotsPerNode, Fill: fill,
-		Prefill: prefill, TargetNodes: in.TargetNodes, Labels: in.Labels, JoinToken: "join_" + newSecret(),
-	}
-	var out api.Pool
-	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
-		p, err := c.CreatePool(spec, now)
-		if err == nil {
-			out = poolOut(p, true)
-		}
+	spec, err := poolSpec(in)
+	if err != nil {
 		return err
+	}
+	spec.JoinToken = "join_" + newSecret()
+	var out api.Pool
+	err = s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		p, err := c.CreatePool(spec, now)
+		if err != nil {
+			return conflictAt(err, "id")
+		}
+		out = poolOut(p, true)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -274,23 +347,27 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) drainNode(drain bool) func(w http.ResponseWriter, r *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		var out api.Node
-		err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
-			n := c.Node(r.PathValue("id"))
-			if n == nil {
-				return notFound("no node %q", r.PathValue("id"))
-			}
-			c.SetDrained(n, drain)
-			out = nodeOut(n)
-			return nil
-		})
-		if err != nil {
-			return err
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) error { return s.setDrained(w, r, true) }
+
+func (s *Server) undrain(w http.ResponseWriter, r *http.Request) error {
+	return s.setDrained(w, r, false)
+}
+
+func (s *Server) setDrained(w http.ResponseWriter, r *http.Request, drain bool) error {
+	var out api.Node
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		n := c.Node(r.PathValue("id"))
+		if n == nil {
+			return notFound("no node %q", r.PathValue("id"))
 		}
-		return writeJSON(w, http.StatusOK, out)
+		c.SetDrained(n, drain)
+		out = nodeOut(n)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
@@ -327,7 +404,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		j, err := c.CreateJob(spec, now)
 		if err != nil {
-			return nil, err
+			return nil, conflictAt(err, "id")
 		}
 		return jobOut(j), nil
 	})
@@ -423,16 +500,26 @@ func (s *Server) addTasks(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		add, err := taskAdd(in, j.MaxRetries)
-		if err != nil {
-			return nil, err
-		}
-		g, err := c.AddTasks(j, add, now)
-		if err != nil {
-			return nil, err
-		}
-		return addResult(g), nil
+		return addToJob(c, j, in, "", now)
 	})
+}
+
+// addToJob validates a task add against an existing job and applies it;
+// field prefixes the wire path of the request's TaskAdd.
+func addToJob(c *core.Core, j *core.Job, in api.TaskAdd, field string, now time.Time) (any, error) {
+	add, err := taskAdd(in, j.MaxRetries)
+	if err != nil {
+		return nil, prefixField(field, err)
+	}
+	if j.State != core.JobActive {
+		return nil, &httpError{http.StatusConflict, api.CodeConflict, fmt.Sprintf("job %q is %s", j.ID, j.State), ""}
+	}
+	nameTasks(j, &add)
+	g, err := c.AddTasks(j, add, now)
+	if err != nil {
+		return nil, prefixField(field, conflictAt(existingTask(j, &add, err), groupField("", add)))
+	}
+	return addResult(g), nil
 }
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
@@ -446,27 +533,26 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 			if j == nil {
 				return nil, notFound("no job %q", in.Job.ID)
 			}
-			add, err := taskAdd(in.Tasks, j.MaxRetries)
-			if err != nil {
-				return nil, prefixField("tasks.", err)
-			}
-			g, err := c.AddTasks(j, add, now)
-			if err != nil {
-				return nil, err
-			}
-			return addResult(g), nil
+			return addToJob(c, j, in.Tasks, "tasks.", now)
 		}
 		spec, err := jobSpec(in.Job, "admin")
 		if err != nil {
 			return nil, prefixField("job.", err)
 		}
+		if c.Pool(spec.PoolID) == nil {
+			return nil, invalid("job.pool_id", "no pool %q", spec.PoolID)
+		}
+		if spec.ID != "" && c.Job(spec.ID) != nil {
+			return nil, &httpError{http.StatusConflict, api.CodeConflict, fmt.Sprintf("job %q already exists", spec.ID), "job.id"}
+		}
 		add, err := taskAdd(in.Tasks, spec.MaxRetries)
 		if err != nil {
 			return nil, prefixField("tasks.", err)
 		}
+		nameTasks(nil, &add)
 		_, g, err := c.CreateJobWithTasks(spec, add, now)
 		if err != nil {
-			return nil, err
+			return nil, prefixField("tasks.", conflictAt(err, groupField("", add)))
 		}
 		return addResult(g), nil
 	})
@@ -510,6 +596,16 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 			return invalid("state", "must be one of active, assigned, preparing, running, completed")
 		}
 	}
+	var result core.Result // ResultNone: any
+	switch q.Get("result") {
+	case "":
+	case "success":
+		result = core.ResultSuccess
+	case "failure":
+		result = core.ResultFailure
+	default:
+		return invalid("result", "must be success or failure")
+	}
 	gi, pos := 0, 0
 	if v := q.Get("next"); v != "" {
 		a, b, ok := strings.Cut(v, ":")
@@ -536,12 +632,17 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 				}
 				t := j.Tasks[strings.ToLower(g.IDAt(pos))]
 				if t == nil || t.Group != g {
-					if !filter || state == core.TaskActive {
+					// Never dispatched: waiting, or cancelled with a terminated job.
+					pState, pResult := core.TaskActive, core.ResultNone
+					if g.Closed() {
+						pState, pResult = core.TaskCompleted, core.ResultFailure
+					}
+					if (!filter || state == pState) && (result == core.ResultNone || result == pResult) {
 						out.Tasks = append(out.Tasks, pendingTaskOut(g, pos))
 					}
 					continue
 				}
-				if !filter || t.State == state {
+				if (!filter || t.State == state) && (result == core.ResultNone || t.State == core.TaskCompleted && t.Cur.Result == result) {
 					out.Tasks = append(out.Tasks, taskOut(t, false))
 				}
 			}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,15 @@ const (
 	maxArgBytes      = 128 << 10
 	maxLineBytes     = 64 << 10
 	maxSlots         = 1 << 16
+	maxTargetNodes   = 100_000
+	maxKeyLen        = 128 // tag and label names
+	maxValueLen      = 256 // tag and label values
+	maxPairs         = 64  // tags or labels on one object
+	maxEnvName       = 256 // environment variable names
+	maxEnvValue      = 128 << 10
+	maxEnvVars       = 4096 // variables in one environment
+	maxPathLen       = 4096 // cwd
+	maxIDPrefix      = 32
 )
 
 func lower(s string) string { return strings.ToLower(s) }
@@ -29,10 +40,22 @@ func jobSpec(in api.JobCreate, owner string) (core.JobSpec, error) {
 		ID: in.ID, PoolID: in.PoolID, Priority: in.Priority, MaxWallClock: time.Duration(in.MaxWallClock),
 		Owner: owner, Tags: in.Tags, Env: in.Env,
 	}
+	if in.ID != "" && !core.ValidID(in.ID) {
+		return s, badID("id")
+	}
 	if in.PoolID == "" {
 		return s, invalid("pool_id", "required")
 	}
+	if !core.ValidID(in.PoolID) {
+		return s, badID("pool_id")
+	}
+	if in.Priority < -core.MaxPriority || in.Priority > core.MaxPriority {
+		return s, invalid("priority", "must be between -%d and %d", core.MaxPriority, core.MaxPriority)
+	}
 	if in.MaxRetries != nil {
+		if *in.MaxRetries < -1 {
+			return s, invalid("max_retries", "must be -1 (unlimited) or more")
+		}
 		s.MaxRetries = *in.MaxRetries
 	}
 	switch in.OnAllTasksComplete {
@@ -45,24 +68,120 @@ func jobSpec(in api.JobCreate, owner string) (core.JobSpec, error) {
 	if err := checkEnv("env", in.Env); err != nil {
 		return s, err
 	}
-	for k := range in.Tags {
-		if k == "" || len(k) > 128 {
-			return s, invalid("tags", "tag names must be 1-128 characters")
-		}
+	if err := checkPairs("tags", in.Tags); err != nil {
+		return s, err
 	}
 	return s, nil
 }
 
+func badID(field string) error {
+	return invalid(field, "must be 1-64 characters of letters, digits, '_' and '-'")
+}
+
+// validKey reports whether k can name a tag or label: 1-128 characters of
+// letters, digits and . _ - / : (so "run=abc" in a query is unambiguous).
+func validKey(k string) bool {
+	if k == "" || len(k) > maxKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		b := k[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("._-/:", b) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkPairs validates tags or labels: at most 64, names by validKey,
+// values up to 256 bytes without control characters.
+func checkPairs(field string, m map[string]string) error {
+	if len(m) > maxPairs {
+		return invalid(field, "at most %d entries", maxPairs)
+	}
+	for k, v := range m {
+		if !validKey(k) {
+			return invalid(field, "bad name %q: 1-%d characters of letters, digits and . _ - / :", clip(k), maxKeyLen)
+		}
+		if len(v) > maxValueLen || hasControl(v) {
+			return invalid(field+"."+k, "value must be at most %d bytes without control characters", maxValueLen)
+		}
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// clip shortens a value quoted in an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// checkEnv validates an environment: names without '=', NUL, blanks or
+// control characters; values without NUL.
 func checkEnv(field string, env map[string]string) error {
+	if len(env) > maxEnvVars {
+		return invalid(field, "at most %d variables", maxEnvVars)
+	}
 	for k, v := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return invalid(field, "bad variable name %q", k)
+		if k == "" || len(k) > maxEnvName || strings.ContainsAny(k, "= \t") || hasControl(k) {
+			return invalid(field, "bad variable name %q", clip(k))
+		}
+		if len(v) > maxEnvValue {
+			return invalid(field+"."+k, "value longer than %d bytes", maxEnvValue)
 		}
 		if strings.ContainsRune(v, 0) {
 			return invalid(field+"."+k, "value contains a NUL byte")
 		}
 	}
 	return nil
+}
+
+// poolSpec validates a pool create request.
+func poolSpec(in api.PoolCreate) (core.PoolSpec, error) {
+	var s core.PoolSpec
+	if !core.ValidID(in.ID) {
+		return s, badID("id")
+	}
+	fill, ok := core.ParseFillPolicy(in.FillPolicy)
+	if !ok {
+		return s, invalid("fill_policy", "must be spread or pack")
+	}
+	switch in.Provider {
+	case "", "static", "local":
+	default:
+		return s, invalid("provider", "must be static or local")
+	}
+	if in.SlotsPerNode < 0 || in.SlotsPerNode > maxSlots {
+		return s, invalid("slots_per_node", "must be between 0 (the node's CPUs) and %d", maxSlots)
+	}
+	prefill := -1
+	if in.Prefill != nil {
+		if *in.Prefill < 0 || *in.Prefill > maxSlots {
+			return s, invalid("prefill", "must be between 0 and %d", maxSlots)
+		}
+		prefill = *in.Prefill
+	}
+	if in.TargetNodes < 0 || in.TargetNodes > maxTargetNodes {
+		return s, invalid("target_nodes", "must be between 0 and %d", maxTargetNodes)
+	}
+	if err := checkPairs("labels", in.Labels); err != nil {
+		return s, err
+	}
+	return core.PoolSpec{
+		ID: in.ID, Provider: orDefault(in.Provider, "static"), SlotsPerNode: in.SlotsPerNode, Fill: fill,
+		Prefill: prefill, TargetNodes: in.TargetNodes, Labels: in.Labels,
+	}, nil
 }
 
 // template validates one task spec; field prefixes the wire path.
@@ -93,8 +212,11 @@ func template(in *api.TaskSpec, jobRetries int, field string) (core.Template, er
 		return t, err
 	}
 	if in.Cwd != "" {
-		if !strings.HasPrefix(in.Cwd, "/") {
-			return t, invalid(field+"cwd", "must be an absolute path")
+		switch {
+		case !strings.HasPrefix(in.Cwd, "/"):
+			return t, invalid(field+"cwd", "must be an absolute path (the CLI makes a relative --cwd absolute)")
+		case len(in.Cwd) > maxPathLen || strings.ContainsRune(in.Cwd, 0):
+			return t, invalid(field+"cwd", "must be at most %d bytes without NUL", maxPathLen)
 		}
 		if err := placeholder.Check(in.Cwd); err != nil {
 			return t, invalid(field+"cwd", "%v", err)
@@ -115,6 +237,9 @@ func template(in *api.TaskSpec, jobRetries int, field string) (core.Template, er
 	case rq.MemoryBytes < 0:
 		return t, invalid(field+"requirements.memory_bytes", "must not be negative")
 	}
+	if err := checkPairs(field+"requirements.labels", rq.Labels); err != nil {
+		return t, err
+	}
 	t.Req = core.Requirements{Slots: max(rq.Slots, 1), Cores: rq.Cores, Memory: rq.MemoryBytes, Labels: rq.Labels}
 	return t, nil
 }
@@ -130,8 +255,8 @@ func taskAdd(in api.TaskAdd, jobRetries int) (core.TaskAdd, error) {
 	if kinds != 1 {
 		return a, invalid("tasks", "give exactly one of tasks, array or lines")
 	}
-	if in.IDPrefix != "" && (len(in.IDPrefix) > 32 || !core.ValidID(in.IDPrefix)) {
-		return a, invalid("id_prefix", "must be 1-32 characters of letters, digits, '_' and '-'")
+	if in.IDPrefix != "" && (len(in.IDPrefix) > maxIDPrefix || !core.ValidID(in.IDPrefix)) {
+		return a, invalid("id_prefix", "must be 1-%d characters of letters, digits, '_' and '-'", maxIDPrefix)
 	}
 	a.IDPrefix = in.IDPrefix
 	if len(in.Tasks) > 0 {
@@ -150,14 +275,8 @@ func taskAdd(in api.TaskAdd, jobRetries int) (core.TaskAdd, error) {
 				return a, err
 			}
 			id := in.Tasks[i].ID
-			if id == "" {
-				id = "task-" + strconv.Itoa(i+1)
-				if in.IDPrefix != "" {
-					id = in.IDPrefix + strconv.Itoa(i+1)
-				}
-			}
-			if !core.ValidID(id) {
-				return a, invalid(f+"id", "must be 1-64 characters of letters, digits, '_' and '-'")
+			if id != "" && !core.ValidID(id) {
+				return a, badID(f + "id")
 			}
 			a.Items[i] = core.Item{ID: id, Template: t}
 		}
@@ -192,6 +311,116 @@ func taskAdd(in api.TaskAdd, jobRetries int) (core.TaskAdd, error) {
 	}
 	a.Kind, a.Lines = core.GroupLines, in.Lines
 	return a, nil
+}
+
+// nameTasks gives an explicit task without an ID "task-N" (or PREFIX+N),
+// N its position in the job counting from 1, or the next free number when
+// that ID is taken, so repeated single-task adds never collide. j is nil
+// for a job being created.
+func nameTasks(j *core.Job, a *core.TaskAdd) {
+	if a.Kind != core.GroupExplicit {
+		return
+	}
+	prefix := orDefault(a.IDPrefix, "task-")
+	named := make(map[string]bool)
+	for _, it := range a.Items {
+		if it.ID != "" {
+			named[lower(it.ID)] = true
+		}
+	}
+	var ids *idIndex
+	base := 0
+	if j != nil {
+		ids = newIDIndex(j)
+		for _, g := range j.Groups {
+			base += g.Count()
+		}
+	}
+	n := 0 // the last number tried: numbers follow positions in the job
+	for i := range a.Items {
+		if a.Items[i].ID != "" {
+			continue
+		}
+		n = max(n, base+i)
+		for {
+			n++
+			id := prefix + strconv.Itoa(n)
+			if !named[lower(id)] && (ids == nil || !ids.has(id)) {
+				a.Items[i].ID = id
+				break
+			}
+		}
+	}
+}
+
+// idIndex tells whether a job has a task ID: explicit IDs from one pass
+// over them, array and line IDs by arithmetic.
+type idIndex struct {
+	explicit map[string]bool
+	derived  []*core.Group
+}
+
+func newIDIndex(j *core.Job) *idIndex {
+	x := &idIndex{explicit: make(map[string]bool)}
+	for _, g := range j.Groups {
+		if g.Kind != core.GroupExplicit {
+			x.derived = append(x.derived, g)
+			continue
+		}
+		for _, it := range g.Items {
+			x.explicit[lower(it.ID)] = true
+		}
+	}
+	return x
+}
+
+func (x *idIndex) has(id string) bool {
+	if x.explicit[lower(id)] {
+		return true
+	}
+	for _, g := range x.derived {
+		if _, ok := g.PosOf(id); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// existingTask names the first explicit task the job already has, to turn
+// the core's conflict into a 409 that names the field; it returns err when
+// no task explains it.
+func existingTask(j *core.Job, a *core.TaskAdd, err error) error {
+	if a.Kind != core.GroupExplicit || !errors.Is(err, core.ErrConflict) || j.State != core.JobActive {
+		return err
+	}
+	ids := newIDIndex(j)
+	for i, it := range a.Items {
+		if ids.has(it.ID) {
+			return &httpError{http.StatusConflict, api.CodeConflict,
+				fmt.Sprintf("task %q already exists in job %q", it.ID, j.ID), fmt.Sprintf("tasks[%d].id", i)}
+		}
+	}
+	return err
+}
+
+// conflictAt names field in a 409 the core returned without one.
+func conflictAt(err error, field string) error {
+	var he *httpError
+	if errors.Is(err, core.ErrConflict) && !errors.As(err, &he) {
+		return &httpError{http.StatusConflict, api.CodeConflict, err.Error(), field}
+	}
+	return err
+}
+
+// groupField is the request field a conflicting task group is blamed on.
+func groupField(prefix string, a core.TaskAdd) string {
+	switch a.Kind {
+	case core.GroupArray:
+		return prefix + "array"
+	case core.GroupLines:
+		return prefix + "lines"
+	}
+	return prefix + "tasks"
 }
 
 func ts(ns int64) time.Time { return time.Unix(0, ns).UTC() }

@@ -32,12 +32,17 @@ const eventRing = 1 << 16
 type hub struct {
 	mu    sync.Mutex
 	ring  []Event
+	first uint64        // ID of the first event this hub numbered
 	next  uint64        // ID of the next event
 	wakec chan struct{} // closed and replaced on every publish
 }
 
+// newHub numbers events from the start time in microseconds, so IDs keep
+// growing across a server restart (the hub is not durable) and a stream
+// resuming with an ID from before the restart is told of a gap.
 func newHub() *hub {
-	return &hub{ring: make([]Event, eventRing), next: 1, wakec: make(chan struct{})}
+	start := uint64(time.Now().UnixMicro())
+	return &hub{ring: make([]Event, eventRing), first: start, next: start, wakec: make(chan struct{})}
 }
 
 // publish numbers and stores events (called by the committer, in commit
@@ -63,9 +68,9 @@ func (h *hub) since(id uint64, max int) (evs []Event, wake <-chan struct{}, gap 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	first := id + 1
-	if h.next > eventRing && first < h.next-eventRing {
+	if oldest := h.oldestLocked(); first < oldest {
 		gap = true
-		first = h.next - eventRing
+		first = oldest
 	}
 	for i := first; i < h.next && len(evs) < max; i++ {
 		evs = append(evs, h.ring[i%eventRing])
@@ -78,6 +83,21 @@ func (h *hub) last() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.next - 1
+}
+
+// oldest is the ID of the oldest event kept (or of the next one, when
+// none was published yet).
+func (h *hub) oldest() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.oldestLocked()
+}
+
+func (h *hub) oldestLocked() uint64 {
+	if h.next-h.first > eventRing {
+		return h.next - eventRing
+	}
+	return h.first
 }
 
 // taskEvent describes a task record as an event.

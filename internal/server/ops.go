@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -18,8 +19,8 @@ func tagFilter(r *http.Request) (map[string]string, error) {
 	tags := map[string]string{}
 	for _, t := range r.URL.Query()["tag"] {
 		k, v, ok := strings.Cut(t, "=")
-		if !ok || k == "" {
-			return nil, invalid("tag", "want KEY=VALUE, got %q", t)
+		if !ok || !validKey(k) {
+			return nil, invalid("tag", "want KEY=VALUE with a tag name of letters, digits and . _ - / :, got %q", clip(t))
 		}
 		tags[k] = v
 	}
@@ -141,41 +142,45 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, res)
 }
 
-func (s *Server) taskOp(op func(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error)) func(w http.ResponseWriter, r *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		var out api.Task
-		err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
-			j, err := s.job(c, r)
-			if err != nil {
-				return err
-			}
-			t, err := op(c, j, r.PathValue("tid"), now)
-			if err != nil {
-				return err
-			}
-			out = taskOut(t, true)
-			return nil
-		})
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
+	return s.taskOp(w, r, func(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error) {
+		return c.CancelTask(j, id, now)
+	})
+}
+
+func (s *Server) retryTask(w http.ResponseWriter, r *http.Request) error {
+	return s.taskOp(w, r, func(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error) {
+		t, _, _, ok := c.FindTask(j, id)
+		if !ok {
+			return nil, notFound("no task %q in job %q", id, j.ID)
+		}
+		if t == nil {
+			return nil, &httpError{http.StatusConflict, api.CodeConflict, fmt.Sprintf("task %q has not run yet", id), ""}
+		}
+		return t, c.RetryTask(t, now)
+	})
+}
+
+// taskOp applies op to the task named in the path and answers the task.
+func (s *Server) taskOp(w http.ResponseWriter, r *http.Request,
+	op func(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error)) error {
+	var out api.Task
+	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
+		j, err := s.job(c, r)
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, out)
+		t, err := op(c, j, r.PathValue("tid"), now)
+		if err != nil {
+			return err
+		}
+		out = taskOut(t, true)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-}
-
-func cancelTask(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error) {
-	return c.CancelTask(j, id, now)
-}
-
-func retryTask(c *core.Core, j *core.Job, id string, now time.Time) (*core.Task, error) {
-	t, _, _, ok := c.FindTask(j, id)
-	if !ok {
-		return nil, notFound("no task %q in job %q", id, j.ID)
-	}
-	if t == nil {
-		return nil, invalid("", "task %q has not run yet", id)
-	}
-	return t, c.RetryTask(t, now)
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) error {

@@ -152,6 +152,7 @@ func (s *Server) load(ctx context.Context) error {
 		minInterval: s.cfg.CommitInterval,
 		events:      newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
 	}
+	s.eng.obs = newMetrics(s.eng)
 	c, err := core.Restore(core.Config{HeartbeatTimeout: s.cfg.HeartbeatTimeout}, s.eng, snap, s.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("server: rebuilding state: %w", err)

@@ -1,0 +1,717 @@
+// Lote dashboard. Plain JavaScript, no build step: views are drawn from the
+// REST API (read through /ui/v1/ with the session cookie) and kept current by
+// the event stream (/ui/v1/events, Server-Sent Events). Everything that comes
+// from the server is put into the page as text, never as HTML.
+"use strict";
+(() => {
+  const main = document.getElementById("main");
+  const liveEl = document.getElementById("live");
+
+  // ---- small helpers ----------------------------------------------------
+
+  // el builds an element: attrs are attributes (on* are listeners, "class"
+  // and "text" are shorthands); children are nodes or strings (as text).
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (k === "text") e.textContent = v;
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    append(e, children);
+    return e;
+  }
+  function append(e, children) {
+    for (const c of children.flat()) {
+      if (c === undefined || c === null || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+  const svgNS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    const e = document.createElementNS(svgNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  }
+  const enc = encodeURIComponent;
+  const fmtInt = (n) => (n ?? 0).toLocaleString("en-US");
+
+  function fmtTime(s) {
+    if (!s) return "–";
+    const d = new Date(s);
+    const today = new Date();
+    const t = d.toLocaleTimeString("en-GB", { hour12: false });
+    return d.toDateString() === today.toDateString() ? t : d.toISOString().slice(0, 10) + " " + t;
+  }
+  function fmtDur(ms) {
+    if (ms === null || ms === undefined || isNaN(ms)) return "–";
+    if (ms < 0) ms = 0;
+    if (ms < 1000) return Math.round(ms) + " ms";
+    let s = ms / 1000;
+    if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + " s";
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    s = Math.floor(s % 60);
+    return h ? `${h}h ${m}m` : `${m}m ${s}s`;
+  }
+  function duration(a) {
+    if (!a.started_at) return null;
+    const end = a.ended_at ? Date.parse(a.ended_at) : Date.now();
+    return end - Date.parse(a.started_at);
+  }
+  function fmtBytes(n) {
+    if (!n) return "–";
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : n) + " " + u[i];
+  }
+  function exitText(t) {
+    if (t.signal) return "signal " + t.signal;
+    if (t.exit_code !== undefined && t.exit_code !== null) return String(t.exit_code);
+    return "–";
+  }
+  function badge(state, label) {
+    return el("span", { class: "badge b-" + state, text: label || state.replaceAll("_", " ") });
+  }
+  function taskOutcome(t) {
+    if (t.state !== "completed") return badge(t.state);
+    return t.result === "success" ? badge("success", "succeeded") :
+      badge("failure", "failed" + (t.failure_category ? " · " + t.failure_category : ""));
+  }
+  function link(href, text) { return el("a", { href, text }); }
+  const jobHref = (j) => "#/jobs/" + enc(j);
+  const taskHref = (j, t) => "#/jobs/" + enc(j) + "/tasks/" + enc(t);
+  const nodeHref = (n) => "#/nodes/" + enc(n);
+
+  // ---- server access ----------------------------------------------------
+
+  class SignedOut extends Error {}
+
+  async function get(path, signal) {
+    const r = await fetch("/ui/v1" + path, { headers: { Accept: "application/json" }, signal });
+    return check(r);
+  }
+  async function check(r) {
+    if (r.status === 401) {
+      location.assign("/ui/signin");
+      throw new SignedOut("signed out");
+    }
+    if (!r.ok) {
+      let msg = r.status + " " + r.statusText;
+      try { const b = await r.json(); if (b.error) msg = b.error.message; } catch (_) { /* not JSON */ }
+      throw new Error(msg);
+    }
+    return r;
+  }
+  const getJSON = async (path, signal) => (await get(path, signal)).json();
+
+  // live follows the event stream for one view; onEvent gets every message
+  // (parsed only when parse is set), onGap runs when events were missed.
+  function live(params, onEvent, onGap, parse) {
+    const es = new EventSource("/ui/v1/events?" + new URLSearchParams(params));
+    es.onopen = () => setLive("on", "Live");
+    es.onmessage = (m) => onEvent(parse ? JSON.parse(m.data) : null);
+    es.addEventListener("gap", () => onGap());
+    es.onerror = async () => {
+      setLive("off", "Reconnecting…");
+      if (es.readyState === EventSource.CLOSED) {
+        // The server refused the stream: check the session, then retry.
+        try { await get("/pools"); } catch (_) { return; }
+        setTimeout(() => { if (!es.stopped) { es.stopped = true; es.close(); current && current.restartLive && current.restartLive(); } }, 2000);
+      }
+    };
+    return { close() { es.stopped = true; es.close(); } };
+  }
+  function setLive(cls, text) {
+    liveEl.className = "live " + cls;
+    liveEl.textContent = text;
+  }
+
+  // refresher runs fn at most once per interval, and again after a run if
+  // asked meanwhile, so a burst of events makes one fetch, not thousands.
+  function refresher(fn, interval) {
+    let timer = null, running = false, again = false, stopped = false;
+    async function run() {
+      timer = null;
+      if (stopped) return;
+      if (running) { again = true; return; }
+      running = true;
+      try { await fn(); } catch (e) { if (!(e instanceof SignedOut) && e.name !== "AbortError") showError(e); }
+      running = false;
+      if (again && !stopped) { again = false; schedule(); }
+    }
+    function schedule() { if (!timer && !stopped) timer = setTimeout(run, interval); }
+    return { schedule, now: run, stop() { stopped = true; clearTimeout(timer); } };
+  }
+
+  function showError(e) {
+    let box = document.getElementById("view-error");
+    if (!box) {
+      box = el("p", { id: "view-error", class: "notice", role: "alert" });
+      main.prepend(box);
+    }
+    box.textContent = "Could not load: " + e.message;
+  }
+  function clearError() { document.getElementById("view-error")?.remove(); }
+
+  // ---- routing ----------------------------------------------------------
+
+  let current = null;
+
+  function parseHash() {
+    const raw = location.hash.replace(/^#/, "") || "/pools";
+    const [path, query] = raw.split("?");
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    return { parts, query: new URLSearchParams(query || "") };
+  }
+
+  function route() {
+    if (current) current.stop();
+    const { parts, query } = parseHash();
+    let view;
+    if (parts[0] === "jobs" && parts.length === 1) view = jobsView(query);
+    else if (parts[0] === "jobs" && parts.length === 2) view = jobView(parts[1], query);
+    else if (parts[0] === "jobs" && parts[2] === "tasks" && parts.length === 4) view = taskView(parts[1], parts[3]);
+    else if (parts[0] === "nodes" && parts.length === 2) view = nodeView(parts[1]);
+    else view = poolsView();
+    for (const a of document.querySelectorAll("[data-nav]")) {
+      if (a.dataset.nav === (parts[0] === "nodes" ? "pools" : parts[0] || "pools")) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    current = view;
+    main.replaceChildren();
+    view.start();
+  }
+
+  // setQuery changes the view's query string without a reload of the view.
+  function setQuery(params) {
+    const { parts } = parseHash();
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+    const h = "#/" + parts.map(enc).join("/") + (q.toString() ? "?" + q : "");
+    history.replaceState(null, "", h);
+  }
+
+  // view wires the common life cycle: a refresh function driven by the
+  // event stream (throttled), an optional periodic tick, and cleanup.
+  function view({ render, refresh, liveParams, interval = 500, tick, onGap, onEvent }) {
+    const abort = new AbortController();
+    const r = refresher(() => refresh(abort.signal), interval);
+    let stream = null, ticker = null;
+    const v = {
+      start() {
+        render();
+        r.now();
+        if (liveParams) v.restartLive();
+        else setLive("", "");
+        if (tick) ticker = setInterval(tick, 1000);
+      },
+      restartLive() {
+        if (stream) stream.close();
+        stream = live(liveParams, (ev) => { if (onEvent) onEvent(ev); r.schedule(); },
+          () => { if (onGap) onGap(); r.schedule(); }, !!onEvent);
+      },
+      stop() {
+        abort.abort();
+        r.stop();
+        if (stream) stream.close();
+        clearInterval(ticker);
+      },
+      refresh: r,
+    };
+    return v;
+  }
+
+  // ---- pools: node heatmap ----------------------------------------------
+
+  const nodeStates = ["idle", "running", "starting", "waiting_for_start_task", "start_task_failed",
+    "offline", "unreachable", "preempted", "leaving"];
+
+  function poolsView() {
+    const box = el("div");
+    return view({
+      liveParams: { kind: "node,task,pool" },
+      render() {
+        main.append(el("div", { class: "view-head" }, el("h1", { text: "Pools" }),
+          el("p", { class: "sub", id: "pools-sub" })), box);
+        document.title = "Pools · Lote";
+      },
+      async refresh(signal) {
+        const { pools } = await getJSON("/pools", signal);
+        const nodes = await Promise.all(pools.map((p) => getJSON("/pools/" + enc(p.id) + "/nodes", signal)));
+        clearError();
+        let total = 0;
+        const cards = pools.map((p, i) => { total += nodes[i].nodes.length; return poolCard(p, nodes[i].nodes); });
+        if (!pools.length) cards.push(el("p", { class: "empty", text: "No pools yet. Create one with `lote pool create` or start with `lote up`." }));
+        document.getElementById("pools-sub").textContent =
+          `${pools.length} pool${pools.length === 1 ? "" : "s"} · ${fmtInt(total)} node${total === 1 ? "" : "s"}`;
+        box.replaceChildren(...cards);
+      },
+    });
+  }
+
+  function poolCard(p, nodes) {
+    const counts = {};
+    for (const n of nodes) counts[n.state] = (counts[n.state] || 0) + 1;
+    const busySlots = nodes.reduce((s, n) => s + n.running_tasks + n.assigned_tasks, 0);
+    const slots = nodes.reduce((s, n) => s + (n.state === "unreachable" ? 0 : n.slots), 0);
+    const legend = el("ul", { class: "state-counts", "aria-label": "Nodes by state" },
+      nodeStates.filter((s) => counts[s]).map((s) =>
+        el("li", { "data-state": s }, el("span", { class: "swatch sw-" + s, "aria-hidden": "true" }),
+          s.replaceAll("_", " ") + " ", el("b", { text: counts[s] }))));
+    if (!nodes.length) legend.append(el("li", { text: "no nodes joined yet" }));
+    const tiles = el("ul", { class: "heatmap", "aria-label": `Nodes of pool ${p.id}` },
+      nodes.map((n) => {
+        const busy = n.running_tasks + n.assigned_tasks;
+        const use = n.slots ? Math.min(busy / n.slots, 1) : 0;
+        const label = `${n.id}: ${n.state.replaceAll("_", " ")}` +
+          (n.state === "running" ? `, ${busy} of ${n.slots} slots busy` : "") + (n.drained ? ", drained" : "");
+        const a = el("a", { class: "tile s-" + n.state, href: nodeHref(n.id), "aria-label": label, title: label,
+          "data-node": n.id, "data-state": n.state, "data-use": use.toFixed(2) });
+        a.style.setProperty("--use", use.toFixed(3));
+        return el("li", {}, a);
+      }));
+    return el("section", { class: "card pool", "aria-labelledby": "pool-" + p.id, "data-pool": p.id },
+      el("div", { class: "card-head" },
+        el("h2", { id: "pool-" + p.id, text: p.id }),
+        el("span", { class: "meta", text:
+          `${p.provider} · ${p.slots_per_node ? p.slots_per_node + " slots per node" : "slots = cores"} · ${p.fill_policy} · ` +
+          `target ${p.target_nodes}, current ${p.current_nodes} · ${busySlots} of ${slots} slots busy` })),
+      legend, tiles,
+      el("p", { class: "meta" }, el("span", { class: "swatch sw-running-low", "aria-hidden": "true" }), " → ",
+        el("span", { class: "swatch sw-running", "aria-hidden": "true" }),
+        " running nodes darken as their slots fill. Select a node for its tasks and events."));
+  }
+
+  // ---- jobs -------------------------------------------------------------
+
+  function progressBar(c, big) {
+    const total = c.active + c.assigned + c.preparing + c.running + c.completed;
+    const pct = (n) => (total ? (100 * n) / total : 0) + "%";
+    const bar = el("div", { class: "progress" + (big ? " big" : ""), role: "img",
+      "aria-label": `${fmtInt(c.completed)} of ${fmtInt(total)} completed: ${fmtInt(c.succeeded)} succeeded, ${fmtInt(c.failed)} failed, ${fmtInt(c.running)} running` });
+    for (const [cls, n] of [["p-ok", c.succeeded], ["p-bad", c.failed], ["p-run", c.running], ["p-asg", c.assigned + c.preparing]]) {
+      const s = el("span", { class: cls });
+      s.style.width = pct(n);
+      bar.append(s);
+    }
+    return bar;
+  }
+  const totalOf = (c) => c.active + c.assigned + c.preparing + c.running + c.completed;
+
+  function jobsView(query) {
+    let state = query.get("state") || "";
+    let tags = query.get("tag") || "";
+    const body = el("tbody");
+    const summary = el("p", { class: "sub" });
+    const form = el("form", { class: "filters", role: "search", "aria-label": "Filter jobs",
+      onsubmit(e) {
+        e.preventDefault();
+        state = form.elements.state.value;
+        tags = form.elements.tag.value.trim();
+        setQuery({ state, tag: tags });
+        v.refresh.now();
+      } },
+    el("div", { class: "field" }, el("label", { for: "f-state", text: "State" }),
+      el("select", { id: "f-state", name: "state", onchange: () => form.requestSubmit() },
+        ["", "active", "terminating", "completed"].map((s) => el("option", { value: s, selected: s === state, text: s || "any" })))),
+    el("div", { class: "field" }, el("label", { for: "f-tag", text: "Tags (key=value, comma-separated)" }),
+      el("input", { id: "f-tag", name: "tag", type: "search", value: tags, placeholder: "run=nightly" })),
+    el("button", { type: "submit", text: "Apply" }));
+    const v = view({
+      liveParams: { kind: "job,task" },
+      interval: 1000,
+      render() {
+        document.title = "Jobs · Lote";
+        main.append(el("div", { class: "view-head" }, el("h1", { text: "Jobs" }), summary),
+          el("div", { class: "card" }, form,
+            el("div", { class: "table-wrap" }, el("table", { "aria-label": "Jobs" },
+              el("thead", {}, el("tr", {}, ["Job", "Pool", "State", "Priority", "Progress", "Active", "Running", "Succeeded", "Failed", "Created"]
+                .map((h, i) => el("th", { scope: "col", class: i >= 5 && i <= 8 ? "num" : null, text: h })))),
+              body))));
+      },
+      async refresh(signal) {
+        const q = new URLSearchParams();
+        if (state) q.set("state", state);
+        for (const t of tags.split(",").map((s) => s.trim()).filter(Boolean)) q.append("tag", t);
+        const { jobs } = await getJSON("/jobs?" + q, signal);
+        clearError();
+        jobs.sort((a, b) => (b.created_at > a.created_at ? 1 : b.created_at < a.created_at ? -1 : 0));
+        summary.textContent = `${jobs.length} job${jobs.length === 1 ? "" : "s"}`;
+        body.replaceChildren(...jobs.map((j) => {
+          const c = j.task_counts;
+          return el("tr", { "data-job": j.id },
+            el("td", {}, link(jobHref(j.id), j.id)),
+            el("td", { text: j.pool_id }),
+            el("td", {}, badge(j.state)),
+            el("td", { class: "num", text: j.priority }),
+            el("td", {}, el("div", { class: "cell-progress" }, progressBar(c),
+              el("span", { class: "meta", text: `${fmtInt(c.completed)} / ${fmtInt(totalOf(c))}` }))),
+            el("td", { class: "num", text: fmtInt(c.active + c.assigned + c.preparing) }),
+            el("td", { class: "num", text: fmtInt(c.running) }),
+            el("td", { class: "num", text: fmtInt(c.succeeded) }),
+            el("td", { class: "num", text: fmtInt(c.failed) }),
+            el("td", { text: fmtTime(j.created_at) }));
+        }));
+        if (!jobs.length) body.append(el("tr", {}, el("td", { colspan: 10, class: "empty", text: "No jobs match." })));
+      },
+    });
+    return v;
+  }
+
+  // ---- one job: counts, running-tasks chart, paged task table ------------
+
+  const taskFilters = {
+    "": { label: "all" },
+    active: { label: "waiting (active)", state: "active" },
+    assigned: { label: "assigned", state: "assigned" },
+    running: { label: "running", state: "running" },
+    completed: { label: "completed", state: "completed" },
+    succeeded: { label: "succeeded", state: "completed", result: "success" },
+    failed: { label: "failed", state: "completed", result: "failure" },
+  };
+  const sortKeys = {
+    id: (t) => t.index ?? t.id,
+    state: (t) => t.state + (t.result || ""),
+    exit: (t) => (t.exit_code ?? (t.signal ? 1000 + t.signal : -1)),
+    node: (t) => t.node_id || "",
+    attempts: (t) => t.attempt,
+    duration: (t) => duration(t) ?? -1,
+  };
+
+  function jobView(jobID, query) {
+    let filter = taskFilters[query.get("filter") || ""] ? query.get("filter") || "" : "";
+    let size = [50, 100, 500].includes(+query.get("size")) ? +query.get("size") : 100;
+    let cursors = [""], page = 0, next = "";
+    let sort = { key: null, dir: 1 };
+    let tasks = [];
+    const samples = []; // {t, running} for the chart
+    const head = el("div"), countsBox = el("div"), chartBox = el("div"), tbody = el("tbody");
+    const pageInfo = el("span", { role: "status" });
+    const prev = el("button", { type: "button", class: "quiet", text: "← Previous", onclick: () => go(page - 1) });
+    const nextBtn = el("button", { type: "button", class: "quiet", text: "Next →", onclick: () => go(page + 1) });
+    const columns = [["id", "Task"], ["state", "State"], ["exit", "Exit"], ["node", "Node"], ["attempts", "Attempts"], ["duration", "Duration"], [null, "Waiting because"]];
+    const headRow = el("tr");
+
+    function go(p) {
+      if (p < 0 || p >= cursors.length) return;
+      page = p;
+      v.refresh.now();
+    }
+    function drawHead() {
+      headRow.replaceChildren(...columns.map(([key, label]) => {
+        if (!key) return el("th", { scope: "col", text: label });
+        const th = el("th", { scope: "col", class: key === "attempts" ? "num" : null,
+          "aria-sort": sort.key === key ? (sort.dir > 0 ? "ascending" : "descending") : "none" },
+        el("button", { type: "button", class: "sort", text: label, title: "Sort this page by " + label.toLowerCase(),
+          onclick: () => { sort = { key, dir: sort.key === key ? -sort.dir : 1 }; drawHead(); drawRows(); } }));
+        return th;
+      }));
+    }
+    function drawRows() {
+      let rows = tasks;
+      if (sort.key) {
+        const f = sortKeys[sort.key];
+        rows = [...tasks].sort((a, b) => { const x = f(a), y = f(b); return (x < y ? -1 : x > y ? 1 : 0) * sort.dir; });
+      }
+      const frag = document.createDocumentFragment();
+      for (const t of rows) {
+        frag.append(el("tr", { "data-task": t.id, "data-state": t.state, "data-result": t.result || "" },
+          el("td", {}, link(taskHref(jobID, t.id), t.id)),
+          el("td", {}, taskOutcome(t)),
+          el("td", { class: "mono", text: exitText(t) }),
+          el("td", {}, t.node_id ? link(nodeHref(t.node_id), t.node_id) : "–"),
+          el("td", { class: "num", text: t.attempt }),
+          el("td", { text: fmtDur(duration(t)) }),
+          el("td", { class: "meta", text: (t.pending_reason || "").replaceAll("_", " ") || "–" })));
+      }
+      tbody.replaceChildren(frag);
+      if (!rows.length) tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty", text: "No tasks match this filter." })));
+    }
+    const form = el("form", { class: "filters", "aria-label": "Filter tasks", onsubmit: (e) => e.preventDefault() },
+      el("div", { class: "field" }, el("label", { for: "t-filter", text: "Show" }),
+        el("select", { id: "t-filter", name: "filter", onchange: (e) => {
+          filter = e.target.value; cursors = [""]; page = 0; setQuery({ filter, size: size === 100 ? "" : size }); v.refresh.now();
+        } }, Object.entries(taskFilters).map(([k, f]) => el("option", { value: k, selected: k === filter, text: f.label })))),
+      el("div", { class: "field" }, el("label", { for: "t-size", text: "Per page" }),
+        el("select", { id: "t-size", name: "size", onchange: (e) => {
+          size = +e.target.value; cursors = [""]; page = 0; setQuery({ filter, size: size === 100 ? "" : size }); v.refresh.now();
+        } }, [50, 100, 500].map((n) => el("option", { value: n, selected: n === size, text: n })))),
+      el("p", { class: "meta", text: "Pages come from the server in submission order; sorting orders the page shown." }));
+
+    async function refresh(signal) {
+      const f = taskFilters[filter];
+      const q = new URLSearchParams({ limit: size });
+      if (f.state) q.set("state", f.state);
+      if (f.result) q.set("result", f.result);
+      if (cursors[page]) q.set("next", cursors[page]);
+      const t0 = performance.now();
+      const [job, list] = await Promise.all([
+        getJSON("/jobs/" + enc(jobID), signal),
+        getJSON("/jobs/" + enc(jobID) + "/tasks?" + q, signal),
+      ]);
+      clearError();
+      drawJob(job);
+      tasks = list.tasks;
+      next = list.next || "";
+      if (next && cursors.length === page + 1) cursors.push(next);
+      else if (next) cursors[page + 1] = next;
+      else cursors.length = page + 1;
+      drawRows();
+      const first = page * size;
+      pageInfo.textContent = tasks.length ? `Page ${page + 1} · tasks ${fmtInt(first + 1)}–${fmtInt(first + tasks.length)}${next ? "" : " (last page)"}` : `Page ${page + 1}`;
+      prev.disabled = page === 0;
+      nextBtn.disabled = !next;
+      main.dataset.loadedMs = Math.round(performance.now() - t0);
+      main.dataset.loaded = filter + ":" + page + ":" + tasks.length;
+    }
+
+    function drawJob(j) {
+      document.title = `Job ${j.id} · Lote`;
+      const c = j.task_counts;
+      sample(c.running);
+      head.replaceChildren(
+        el("div", { class: "crumbs" }, link("#/jobs", "Jobs"), " / ", j.id),
+        el("div", { class: "view-head" }, el("h1", { text: "Job " + j.id }), badge(j.state),
+          el("p", { class: "sub" }, "pool ", link("#/pools", j.pool_id), ` · priority ${j.priority} · created ${fmtTime(j.created_at)}` +
+            (j.completed_at ? ` · completed ${fmtTime(j.completed_at)}` : "") +
+            (j.tags ? " · " + Object.entries(j.tags).map(([k, v]) => `${k}=${v}`).join(", ") : ""))));
+      countsBox.replaceChildren(progressBar(c, true),
+        el("ul", { class: "counts", "aria-label": "Tasks by state" },
+          [["total", totalOf(c)], ["waiting", c.active], ["assigned", c.assigned + c.preparing], ["running", c.running],
+            ["succeeded", c.succeeded], ["failed", c.failed]].map(([k, n]) => el("li", { "data-count": k }, k + " ", el("b", { text: fmtInt(n) })))),
+        j.pending_reason ? el("p", { class: "meta", text: "Waiting tasks wait because: " + j.pending_reason.replaceAll("_", " ") }) : null);
+    }
+
+    function sample(running) {
+      const now = Date.now();
+      const last = samples[samples.length - 1];
+      if (last && now - last.t < 250) last.running = running;
+      else samples.push({ t: now, running });
+      while (samples.length > 2000 || (samples.length && now - samples[0].t > 30 * 60e3)) samples.shift();
+      drawChart();
+    }
+
+    function drawChart() {
+      const W = 600, H = 140, L = 40, B = 20, T = 8;
+      const s = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
+      const now = Date.now();
+      const t0 = samples.length ? Math.min(samples[0].t, now - 60e3) : now - 60e3;
+      const maxY = Math.max(1, ...samples.map((p) => p.running));
+      const x = (t) => L + ((t - t0) / Math.max(now - t0, 1)) * (W - L - 4);
+      const y = (n) => T + (1 - n / maxY) * (H - T - B);
+      s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B }),
+        svg("line", { class: "grid", x1: L, y1: y(maxY), x2: W, y2: y(maxY) }));
+      const lbl = (tx, ty, text, anchor) => { const e = svg("text", { x: tx, y: ty, "text-anchor": anchor || "start" }); e.textContent = text; return e; };
+      s.append(lbl(L - 6, y(maxY) + 4, fmtInt(maxY), "end"), lbl(L - 6, H - B + 4, "0", "end"),
+        lbl(L, H - 4, fmtTime(new Date(t0).toISOString())), lbl(W - 2, H - 4, "now", "end"));
+      if (samples.length) {
+        // A step line: the count holds until the next sample.
+        let d = "";
+        samples.forEach((p, i) => {
+          d += (i ? ` H${x(p.t).toFixed(1)} V${y(p.running).toFixed(1)}` : `M${x(p.t).toFixed(1)} ${y(p.running).toFixed(1)}`);
+        });
+        d += ` H${x(now).toFixed(1)}`;
+        s.append(svg("path", { class: "area", d: d + ` V${H - B} H${x(samples[0].t).toFixed(1)} Z` }), svg("path", { class: "line", d }));
+      }
+      const lastN = samples.length ? samples[samples.length - 1].running : 0;
+      s.setAttribute("aria-label", `Running tasks over the last ${fmtDur(now - t0)}: now ${lastN}, at most ${maxY}`);
+      chartBox.replaceChildren(el("h3", { text: "Running tasks while this page is open" }), s);
+    }
+
+    drawHead();
+    const v = view({
+      liveParams: { job: jobID, kind: "task,job" },
+      interval: 500,
+      tick: drawChart,
+      render() {
+        main.append(head,
+          el("div", { class: "card" }, countsBox, chartBox),
+          el("section", { class: "card", "aria-labelledby": "tasks-h" },
+            el("div", { class: "card-head" }, el("h2", { id: "tasks-h", text: "Tasks" })),
+            form,
+            el("div", { class: "table-wrap" }, el("table", { "aria-label": "Tasks", id: "tasks" }, el("thead", {}, headRow), tbody)),
+            el("div", { class: "pager" }, pageInfo, prev, nextBtn)));
+      },
+      refresh,
+    });
+    return v;
+  }
+
+  // ---- one task: attempts, timings, live log -----------------------------
+
+  function taskView(jobID, taskID) {
+    const head = el("div"), facts = el("div"), attemptsBox = el("div");
+    const pre = el("pre", { class: "log", tabindex: 0, "aria-label": "Task output", id: "log" });
+    const logStatus = el("span", { class: "log-status", role: "status" });
+    const dl = el("span");
+    let stream = "stdout", attempt = 0, offset = 0, final = false, text = "", latest = 0, logBusy = false;
+    const maxText = 512 << 10;
+
+    const tabs = ["stdout", "stderr"].map((s) => el("button", { type: "button", role: "tab", id: "tab-" + s,
+      "aria-selected": String(s === stream), "aria-controls": "log", text: s,
+      onclick: () => { stream = s; tabs.forEach((b) => b.setAttribute("aria-selected", String(b.textContent === s))); resetLog(); pollLog(); } }));
+    const attemptSel = el("select", { id: "log-attempt", "aria-label": "Attempt", onchange: (e) => { attempt = +e.target.value; resetLog(); pollLog(); } });
+
+    function resetLog() { offset = 0; final = false; text = ""; pre.textContent = ""; }
+
+    async function pollLog() {
+      if (logBusy || final) return;
+      logBusy = true;
+      try {
+        const a = attempt || latest;
+        if (!a) { logStatus.textContent = "Waiting for the task to start."; return; }
+        const q = new URLSearchParams({ offset, attempt: a });
+        const r = await get(`/jobs/${enc(jobID)}/tasks/${enc(taskID)}/files/${stream}.txt?` + q);
+        const chunk = await r.text();
+        final = r.headers.get("Lote-Log-Final") === "true";
+        if (chunk.length) {
+          const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          offset += new TextEncoder().encode(chunk).length;
+          text += chunk;
+          if (text.length > maxText) text = "… (earlier output not shown)\n" + text.slice(text.length - maxText);
+          pre.textContent = text;
+          if (atBottom) pre.scrollTop = pre.scrollHeight;
+        }
+        logStatus.textContent = `attempt ${a} · ${fmtBytes(offset) === "–" ? "0 B" : fmtBytes(offset)}` + (final ? " · complete" : " · following");
+        pre.dataset.bytes = offset;
+        dl.replaceChildren(el("a", { href: `/ui/v1/jobs/${enc(jobID)}/tasks/${enc(taskID)}/files/${stream}.txt?attempt=${a}`, download: `${taskID}-${a}-${stream}.txt`, text: "Download " + stream }));
+      } catch (e) {
+        if (!(e instanceof SignedOut)) logStatus.textContent = "Log unavailable: " + e.message;
+      } finally { logBusy = false; }
+    }
+
+    function drawTask(t) {
+      document.title = `Task ${t.id} · Lote`;
+      const atts = t.attempts || [];
+      const last = atts[atts.length - 1];
+      if (t.attempt !== latest) {
+        const follow = !attempt || attempt === latest;
+        latest = t.attempt;
+        if (follow && attempt) { attempt = 0; }
+        if (follow) { resetLog(); }
+      }
+      attemptSel.replaceChildren(el("option", { value: 0, selected: attempt === 0, text: "latest" + (latest ? ` (#${latest})` : "") }),
+        ...atts.map((a) => el("option", { value: a.number, selected: attempt === a.number, text: "#" + a.number })));
+      head.replaceChildren(
+        el("div", { class: "crumbs" }, link("#/jobs", "Jobs"), " / ", link(jobHref(jobID), jobID), " / ", t.id),
+        el("div", { class: "view-head" }, el("h1", { text: "Task " + t.id }), taskOutcome(t),
+          el("p", { class: "sub", text: `job ${jobID}` + (t.index !== undefined ? ` · index ${t.index}` : "") })));
+      const why = last && last.result === "failure" ? last.message || last.failure_category : "";
+      facts.replaceChildren(
+        why && t.state === "completed" ? el("p", { class: "failure", role: "note" }, el("b", { text: "Failed: " }), why) : null,
+        el("dl", { class: "facts" },
+          el("dt", { text: "State" }), el("dd", {}, badge(t.state), t.pending_reason ? ` waiting: ${t.pending_reason.replaceAll("_", " ")}` : ""),
+          el("dt", { text: "Command" }), el("dd", { class: "mono", text: (t.shell ? "sh -c " : "") + t.command.map((a) => (/[\s"'\\]/.test(a) ? JSON.stringify(a) : a)).join(" ") }),
+          el("dt", { text: "Node" }), el("dd", {}, t.node_id ? link(nodeHref(t.node_id), t.node_id) : "–"),
+          el("dt", { text: "Exit code" }), el("dd", { class: "mono", text: exitText(t) }),
+          el("dt", { text: "Attempts" }), el("dd", { text: `${t.attempt} (retries used ${t.retries}, requeues ${t.requeues})` }),
+          el("dt", { text: "Started" }), el("dd", { text: fmtTime(t.started_at) }),
+          el("dt", { text: "Ended" }), el("dd", { text: fmtTime(t.ended_at) }),
+          el("dt", { text: "Duration" }), el("dd", { text: fmtDur(duration(t)) })));
+      attemptsBox.replaceChildren(el("div", { class: "table-wrap" }, el("table", { "aria-label": "Attempts" },
+        el("thead", {}, el("tr", {}, ["#", "Node", "Assigned", "Started", "Ended", "Run time", "Result", "Exit", "CPU", "Max RSS", "Reason"]
+          .map((h) => el("th", { scope: "col", text: h })))),
+        el("tbody", {}, atts.length ? atts.map((a) => el("tr", {},
+          el("td", { text: a.number }),
+          el("td", {}, a.node_id ? link(nodeHref(a.node_id), a.node_id) : "–"),
+          el("td", { text: fmtTime(a.assigned_at) }),
+          el("td", { text: fmtTime(a.started_at) }),
+          el("td", { text: fmtTime(a.ended_at) }),
+          el("td", { text: fmtDur(duration(a)) }),
+          el("td", {}, a.result ? badge(a.result, a.result + (a.failure_category ? " · " + a.failure_category : "")) : badge("running", "in progress")),
+          el("td", { class: "mono", text: exitText(a) }),
+          el("td", { text: a.ended_at ? a.user_cpu + " user, " + a.sys_cpu + " sys" : "–" }),
+          el("td", { text: fmtBytes(a.max_rss_bytes) }),
+          el("td", { class: "wrap", text: a.message || "–" }))) :
+          el("tr", {}, el("td", { colspan: 11, class: "empty", text: "Not dispatched yet." }))))));
+    }
+
+    const v = view({
+      liveParams: { job: jobID, kind: "task" },
+      interval: 300,
+      tick: () => pollLog(),
+      render() {
+        main.append(head,
+          el("div", { class: "grid2" },
+            el("section", { class: "card", "aria-labelledby": "facts-h" }, el("h2", { id: "facts-h", class: "card-head", text: "Details" }), facts),
+            el("section", { class: "card", "aria-labelledby": "log-h" },
+              el("div", { class: "card-head" }, el("h2", { id: "log-h", text: "Output" })),
+              el("div", { class: "log-tabs", role: "tablist", "aria-label": "Output stream" }, tabs,
+                el("span", { class: "spacer" }), el("label", { for: "log-attempt", class: "meta", text: "Attempt " }), attemptSel),
+              pre, el("p", { class: "meta" }, logStatus, " · ", dl))),
+          el("section", { class: "card", "aria-labelledby": "att-h" }, el("h2", { id: "att-h", class: "card-head", text: "Attempts" }), attemptsBox));
+      },
+      async refresh(signal) {
+        const t = await getJSON(`/jobs/${enc(jobID)}/tasks/${enc(taskID)}`, signal);
+        clearError();
+        drawTask(t);
+        if (!final) pollLog();
+      },
+    });
+    return v;
+  }
+
+  // ---- one node: facts, tasks, recent events -----------------------------
+
+  function nodeView(nodeID) {
+    const head = el("div"), facts = el("dl", { class: "facts" }), tasksBody = el("tbody");
+    const events = el("ol", { class: "events", "aria-label": "Recent events", id: "node-events" });
+
+    function addEvent(ev) {
+      const what = ev.kind === "node" ? `node is ${ev.state}` :
+        `${ev.job_id}/${ev.task_id} ${ev.state}${ev.attempt ? " (attempt " + ev.attempt + ")" : ""}` +
+        (ev.result ? ` — ${ev.result}${ev.failure_category ? " · " + ev.failure_category : ""}${ev.exit_code !== undefined ? ", exit " + ev.exit_code : ""}` : "");
+      const li = el("li", {}, el("time", { datetime: ev.time, text: fmtTime(ev.time) }),
+        ev.kind === "task" ? el("span", {}, link(taskHref(ev.job_id, ev.task_id), `${ev.job_id}/${ev.task_id}`), what.slice(`${ev.job_id}/${ev.task_id}`.length)) : el("span", { text: what }));
+      events.prepend(li);
+      while (events.children.length > 100) events.lastChild.remove();
+    }
+
+    // The stream starts with the node's last 50 events, then follows.
+    return view({
+      liveParams: { node: nodeID, kind: "node,task", tail: 50 },
+      onEvent: addEvent,
+      interval: 500,
+      render() {
+        main.append(head,
+          el("div", { class: "grid2" },
+            el("section", { class: "card", "aria-labelledby": "nf-h" }, el("h2", { id: "nf-h", class: "card-head", text: "Details" }), facts),
+            el("section", { class: "card", "aria-labelledby": "ne-h" }, el("h2", { id: "ne-h", class: "card-head", text: "Recent events" }), events)),
+          el("section", { class: "card", "aria-labelledby": "nt-h" }, el("h2", { id: "nt-h", class: "card-head", text: "Tasks on this node" }),
+            el("div", { class: "table-wrap" }, el("table", { "aria-label": "Tasks on this node" },
+              el("thead", {}, el("tr", {}, ["Task", "Job", "State", "Attempt", "Running for"].map((h) => el("th", { scope: "col", text: h })))),
+              tasksBody))));
+      },
+      async refresh(signal) {
+        const [n, list] = await Promise.all([
+          getJSON("/nodes/" + enc(nodeID), signal),
+          fetch("/ui/data/nodes/" + enc(nodeID) + "/tasks", { signal }).then(check).then((r) => r.json()),
+        ]);
+        clearError();
+        document.title = `Node ${n.id} · Lote`;
+        head.replaceChildren(
+          el("div", { class: "crumbs" }, link("#/pools", "Pools"), " / ", n.pool_id, " / ", n.id),
+          el("div", { class: "view-head" }, el("h1", { text: "Node " + n.id }), badge(n.state),
+            el("p", { class: "sub", text: `pool ${n.pool_id} · ${n.hostname}` })));
+        facts.replaceChildren(...[
+          ["State", n.state.replaceAll("_", " ") + (n.drained ? " (drained)" : "")],
+          ["Connected", n.connected ? "yes" : "no"],
+          ["Slots", `${n.running_tasks} running, ${n.assigned_tasks} assigned, of ${n.slots}`],
+          ["Cores", n.cores], ["Memory", fmtBytes(n.memory_bytes)],
+          ["Labels", n.labels ? Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "–"],
+          ["Joined", fmtTime(n.joined_at)], ["Last heard from", fmtTime(n.last_seen_at)],
+        ].flatMap(([k, val]) => [el("dt", { text: k }), el("dd", { text: val })]));
+        tasksBody.replaceChildren(...list.tasks.map((t) => el("tr", {},
+          el("td", {}, link(taskHref(t.job_id, t.id), t.id)), el("td", {}, link(jobHref(t.job_id), t.job_id)),
+          el("td", {}, badge(t.state)), el("td", { text: t.attempt }), el("td", { text: fmtDur(duration(t)) }))));
+        if (!list.tasks.length) tasksBody.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: "No tasks on this node now." })));
+      },
+    });
+  }
+
+  window.addEventListener("hashchange", route);
+  route();
+})();
