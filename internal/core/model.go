@@ -173,12 +173,13 @@ type Group struct {
 	IDPrefix    string
 	SubmittedAt int64
 
-	count  int  // number of tasks in the group
-	cursor int  // positions below cursor have been materialized
-	live   int  // tasks of this group in assigned/preparing/running, for the % cap
-	ahead  int  // tasks materialized at or beyond cursor (out of order)
-	done   int  // completed tasks, so waiting on a job's groups is O(groups)
-	closed bool // terminated: positions never materialized count as cancelled
+	count  int            // number of tasks in the group
+	cursor int            // positions below cursor have been materialized
+	live   int            // tasks of this group in assigned/preparing/running, for the % cap
+	ahead  int            // tasks materialized at or beyond cursor (out of order)
+	done   int            // completed tasks, so waiting on a job's groups is O(groups)
+	closed bool           // terminated: positions never materialized count as cancelled
+	byID   map[string]int // explicit groups: lower-cased task ID → position
 }
 
 // Count is the number of tasks in the group.
@@ -224,16 +225,24 @@ func (g *Group) TemplateAt(pos int) *Template {
 	return g.Template
 }
 
+// indexItems maps an explicit group's task IDs to positions, so a job with
+// many explicit tasks checks a new ID in constant time.
+func (g *Group) indexItems() {
+	g.byID = make(map[string]int, len(g.Items))
+	for i := range g.Items {
+		g.byID[key(g.Items[i].ID)] = i
+	}
+}
+
 // PosOf finds the position of a task ID that was never materialized.
 func (g *Group) PosOf(id string) (int, bool) {
 	switch g.Kind {
 	case GroupExplicit:
-		for i := range g.Items {
-			if strings.EqualFold(g.Items[i].ID, id) {
-				return i, true
-			}
+		if g.byID == nil {
+			g.indexItems()
 		}
-		return 0, false
+		pos, ok := g.byID[key(id)]
+		return pos, ok
 	}
 	rest, ok := cutPrefixFold(id, g.IDPrefix)
 	if !ok {
