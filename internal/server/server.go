@@ -102,6 +102,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.eng.run(runCtx)
 	}()
+	if err := s.checkStoreID(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.ensureAdminToken(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -214,6 +218,45 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ErrWrongStore means the store opened is not the one this data directory
+// was using: emptied, truncated to nothing, or replaced.
+var ErrWrongStore = errors.New("store does not match this data directory")
+
+const metaStoreID = "store_id"
+
+// checkStoreID refuses to start on a store that is not the one the data
+// directory was last used with. SQLite reads a file truncated to nothing as
+// a new, empty database; without this check the server would silently start
+// with no jobs. The ID lives both in the store and in DIR/store-id.
+func (s *Server) checkStoreID(ctx context.Context) error {
+	marker := filepath.Join(s.cfg.Dir, "store-id")
+	want, err := os.ReadFile(marker)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("server: %w", err)
+	}
+	have, err := s.st.Meta(ctx, metaStoreID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("server: %w", err)
+	}
+	switch {
+	case len(want) > 0 && strings.TrimSpace(string(want)) != have:
+		return fmt.Errorf("server: %w: %s names store %s but the store holds %q (truncated, emptied or replaced?); "+
+			"restore it from a backup, or move %s aside to start with an empty store (see docs/reliability.md)",
+			ErrWrongStore, marker, strings.TrimSpace(string(want)), have, s.cfg.Dir)
+	case have == "":
+		have = newSecret()[:16]
+		if err := s.eng.wait(ctx, s.eng.setMeta(metaStoreID, have)); err != nil {
+			return err
+		}
+	}
+	if len(want) == 0 {
+		if err := os.WriteFile(marker, []byte(have+"\n"), 0o600); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	return nil
 }
 
 // ensureAdminToken keeps the admin token of an existing client.json when it

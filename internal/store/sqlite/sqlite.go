@@ -87,6 +87,10 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	}
 	w.SetMaxOpenConns(1)
 	s := &Store{w: w}
+	if err := s.check(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -127,6 +131,41 @@ func (s *Store) prepare(ctx context.Context) error {
 		s.tasks[n] = prep(insertTasksSQL(n))
 	}
 	return err
+}
+
+// ErrDamaged means the database failed its integrity check: the server must
+// not start on it (it would run with part of its state missing).
+var ErrDamaged = errors.New("database is damaged")
+
+// check runs SQLite's quick integrity check (structure of every table and
+// index, not the contents of every row) before anything else touches the
+// file.
+func (s *Store) check(ctx context.Context) error {
+	rows, err := s.w.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("%w: %v", ErrDamaged, err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	if len(problems) > 0 {
+		if len(problems) > 5 {
+			problems = append(problems[:5], fmt.Sprintf("and %d more", len(problems)-5))
+		}
+		return fmt.Errorf("%w: %s", ErrDamaged, strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {
