@@ -37,7 +37,7 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 		spoil func(t *testing.T, db string)
 		want  error
 	}{
-		"truncated to half": {func(t *testing.T, db string) { truncate(t, db, size(t, db)/2) }, sqlite.ErrDamaged},
+		"truncated to half":    {func(t *testing.T, db string) { truncate(t, db, size(t, db)/2) }, sqlite.ErrDamaged},
 		"truncated to nothing": {func(t *testing.T, db string) { truncate(t, db, 0) }, server.ErrWrongStore},
 		"garbage in the middle": {func(t *testing.T, db string) {
 			f, err := os.OpenFile(db, os.O_RDWR, 0)
