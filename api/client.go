@@ -336,3 +336,21 @@ func (c *Client) TaskLog(ctx context.Context, jobID, taskID, stream string, atte
 func (c *Client) Health(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)
 }
+
+// CreateToken creates an API token; the answer holds the token, which the
+// server does not keep.
+func (c *Client) CreateToken(ctx context.Context, in TokenCreate) (Token, error) {
+	var out Token
+	return out, c.do(ctx, http.MethodPost, "/v1/tokens", in, &out)
+}
+
+// Tokens lists API tokens (never the tokens themselves).
+func (c *Client) Tokens(ctx context.Context) ([]Token, error) {
+	var out TokenList
+	return out.Tokens, c.do(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+}
+
+// RevokeToken revokes the live token named name.
+func (c *Client) RevokeToken(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil)
+}

@@ -16,6 +16,7 @@ var wireTypes = map[string]any{
 	"PoolCreate": PoolCreate{}, "PoolList": PoolList{}, "PoolResize": PoolResize{}, "Requirements": Requirements{},
 	"RetryResult": RetryResult{}, "Submit": Submit{}, "Task": Task{}, "TaskAdd": TaskAdd{},
 	"TaskAddResult": TaskAddResult{}, "TaskCounts": TaskCounts{}, "TaskList": TaskList{}, "TaskSpec": TaskSpec{},
+	"Token": Token{}, "TokenCreate": TokenCreate{}, "TokenList": TokenList{},
 }
 
 // TestOpenAPISchemasMatchWireTypes checks that each schema in openapi.json

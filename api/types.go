@@ -269,6 +269,7 @@ const (
 	CodeConflict     = "conflict"
 	CodeTooLarge     = "too_large"
 	CodeUnavailable  = "unavailable"
+	CodeRateLimited  = "rate_limited"
 	CodeInternal     = "internal"
 )
 
@@ -302,4 +303,27 @@ type RetryResult struct {
 type JobList struct {
 	Version string `json:"version"`
 	Jobs    []Job  `json:"jobs"`
+}
+
+// TokenCreate is the body of POST /v1/tokens.
+type TokenCreate struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// Token describes an API token; Token is set only in the answer that
+// created it (the server keeps only a hash).
+type Token struct {
+	Version   string     `json:"version,omitempty"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Token     string     `json:"token,omitempty"`
+}
+
+// TokenList is GET /v1/tokens.
+type TokenList struct {
+	Version string  `json:"version"`
+	Tokens  []Token `json:"tokens"`
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +34,8 @@ type route struct {
 type access int
 
 const (
-	admin  access = iota // the admin bearer token; body bounded by maxBody
+	admin  access = iota // an admin token; body bounded by maxBody
+	user                 // any valid token; jobs are filtered by owner
 	public               // no token (health checks)
 	agent                // the handler authenticates the agent itself
 )
@@ -43,35 +43,38 @@ const (
 var routeTable = []route{
 	{"GET /healthz", public, (*Server).healthz},
 	{"GET " + proto.Path, agent, (*Server).agentStream},
-	{"GET /v1/openapi.json", admin, (*Server).openAPI},
-	{"GET /v1/pools", admin, (*Server).listPools},
+	{"GET /v1/openapi.json", user, (*Server).openAPI},
+	{"GET /v1/pools", user, (*Server).listPools},
 	{"POST /v1/pools", admin, (*Server).createPool},
-	{"GET /v1/pools/{id}", admin, (*Server).showPool},
+	{"GET /v1/pools/{id}", user, (*Server).showPool},
 	{"DELETE /v1/pools/{id}", admin, (*Server).deletePool},
-	{"GET /v1/pools/{id}/nodes", admin, (*Server).poolNodes},
+	{"GET /v1/pools/{id}/nodes", user, (*Server).poolNodes},
 	{"POST /v1/pools/{id}/resize", admin, (*Server).resizePool},
 	{"POST /v1/pools/{id}/rotate-token", admin, (*Server).rotateToken},
 	{"GET /v1/nodes/{id}", admin, (*Server).showNode},
 	{"DELETE /v1/nodes/{id}", admin, (*Server).deleteNode},
 	{"POST /v1/nodes/{id}/drain", admin, (*Server).drain},
 	{"POST /v1/nodes/{id}/undrain", admin, (*Server).undrain},
-	{"GET /v1/jobs", admin, (*Server).listJobs},
-	{"POST /v1/jobs", admin, (*Server).createJob},
-	{"POST /v1/jobs/terminate", admin, (*Server).terminateByTag},
-	{"GET /v1/jobs/{id}", admin, (*Server).showJob},
-	{"PATCH /v1/jobs/{id}", admin, (*Server).updateJob},
-	{"DELETE /v1/jobs/{id}", admin, (*Server).deleteJob},
-	{"GET /v1/jobs/{id}/wait", admin, (*Server).waitJob},
-	{"POST /v1/jobs/{id}/terminate", admin, (*Server).terminateJob},
-	{"POST /v1/jobs/{id}/retry", admin, (*Server).retryJob},
-	{"GET /v1/jobs/{id}/tasks", admin, (*Server).listTasks},
-	{"POST /v1/jobs/{id}/tasks", admin, (*Server).addTasks},
-	{"GET /v1/jobs/{id}/tasks/{tid}", admin, (*Server).showTask},
-	{"POST /v1/jobs/{id}/tasks/{tid}/cancel", admin, (*Server).cancelTask},
-	{"POST /v1/jobs/{id}/tasks/{tid}/retry", admin, (*Server).retryTask},
-	{"GET /v1/jobs/{id}/tasks/{tid}/files/{name}", admin, (*Server).taskFile},
-	{"POST /v1/submit", admin, (*Server).submit},
-	{"GET /v1/events", admin, (*Server).streamEvents},
+	{"GET /v1/jobs", user, (*Server).listJobs},
+	{"POST /v1/jobs", user, (*Server).createJob},
+	{"POST /v1/jobs/terminate", user, (*Server).terminateByTag},
+	{"GET /v1/jobs/{id}", user, (*Server).showJob},
+	{"PATCH /v1/jobs/{id}", user, (*Server).updateJob},
+	{"DELETE /v1/jobs/{id}", user, (*Server).deleteJob},
+	{"GET /v1/jobs/{id}/wait", user, (*Server).waitJob},
+	{"POST /v1/jobs/{id}/terminate", user, (*Server).terminateJob},
+	{"POST /v1/jobs/{id}/retry", user, (*Server).retryJob},
+	{"GET /v1/jobs/{id}/tasks", user, (*Server).listTasks},
+	{"POST /v1/jobs/{id}/tasks", user, (*Server).addTasks},
+	{"GET /v1/jobs/{id}/tasks/{tid}", user, (*Server).showTask},
+	{"POST /v1/jobs/{id}/tasks/{tid}/cancel", user, (*Server).cancelTask},
+	{"POST /v1/jobs/{id}/tasks/{tid}/retry", user, (*Server).retryTask},
+	{"GET /v1/jobs/{id}/tasks/{tid}/files/{name}", user, (*Server).taskFile},
+	{"POST /v1/submit", user, (*Server).submit},
+	{"GET /v1/tokens", admin, (*Server).listTokens},
+	{"POST /v1/tokens", admin, (*Server).createToken},
+	{"DELETE /v1/tokens/{name}", admin, (*Server).revokeToken},
+	{"GET /v1/events", user, (*Server).streamEvents},
 }
 
 func (s *Server) routes() http.Handler {
@@ -89,11 +92,20 @@ func (s *Server) routes() http.Handler {
 // the error answer.
 func (s *Server) serve(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if rt.access == admin {
-			if !s.authorized(r) {
+		if rt.access == admin || rt.access == user {
+			id, ok := s.who(r)
+			if !ok {
 				writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid bearer token", "")
 				return
 			}
+			if rt.access == admin && !id.admin() {
+				writeErr(w, http.StatusForbidden, "forbidden", "needs an admin token", "")
+				return
+			}
+			if !s.allow(w, id) {
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		if err := rt.handle(s, w, r); err != nil {
@@ -127,9 +139,10 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
+// authorized reports whether r carries a valid admin token.
 func (s *Server) authorized(r *http.Request) bool {
-	tok, ok := bearer(r)
-	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.adminTok)) == 1
+	id, ok := s.who(r)
+	return ok && id.admin()
 }
 
 // httpError carries a status and code for writeError.
@@ -384,7 +397,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.read(func(c *core.Core) {
 		for _, j := range c.Jobs() {
-			if (state == "" || j.State.String() == state) && hasTags(j, tags) {
+			if (state == "" || j.State.String() == state) && hasTags(j, tags) && visible(callerOf(r.Context()), j) {
 				out.Jobs = append(out.Jobs, jobOut(j))
 			}
 		}
@@ -397,7 +410,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	spec, err := jobSpec(in, "admin")
+	spec, err := jobSpec(in, callerOf(r.Context()).name)
 	if err != nil {
 		return err
 	}
@@ -410,9 +423,10 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
+// job finds the job a request names; another user's job is not found.
 func (s *Server) job(c *core.Core, r *http.Request) (*core.Job, error) {
 	j := c.Job(r.PathValue("id"))
-	if j == nil {
+	if j == nil || !visible(callerOf(r.Context()), j) {
 		return nil, notFound("no job %q", r.PathValue("id"))
 	}
 	return j, nil
@@ -530,12 +544,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		if in.Existing {
 			j := c.Job(in.Job.ID)
-			if j == nil {
+			if j == nil || !visible(callerOf(r.Context()), j) {
 				return nil, notFound("no job %q", in.Job.ID)
 			}
 			return addToJob(c, j, in.Tasks, "tasks.", now)
 		}
-		spec, err := jobSpec(in.Job, "admin")
+		spec, err := jobSpec(in.Job, callerOf(r.Context()).name)
 		if err != nil {
 			return nil, prefixField("job.", err)
 		}

@@ -258,6 +258,23 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Errorf("Events(job J1) = %+v, want task bad completing among them", events)
 	}
 
+	// Tokens.
+	use("CreateToken")
+	tok, err := cl.CreateToken(ctx, api.TokenCreate{Name: "alice", Role: "user"})
+	must(err)
+	if tok.Name != "alice" || tok.Role != "user" || tok.Token == "" || tok.CreatedAt.IsZero() {
+		t.Errorf("CreateToken = %+v", tok)
+	}
+	use("Tokens")
+	if list, err := cl.Tokens(ctx); err != nil || len(list) != 1 || list[0].Name != "alice" || list[0].Token != "" {
+		t.Errorf("Tokens = %+v, %v; want alice without its token", list, err)
+	}
+	use("RevokeToken")
+	must(cl.RevokeToken(ctx, "alice"))
+	if list, _ := cl.Tokens(ctx); len(list) != 1 || list[0].RevokedAt == nil {
+		t.Errorf("Tokens after revoke = %+v", list)
+	}
+
 	// Deletes.
 	use("DeleteJob")
 	for _, id := range []string{"J1", "J2", "J3"} {

@@ -68,6 +68,7 @@ type batch struct {
 	meta    map[string]string
 	deleted struct{ jobs, pools, nodes []string }
 	idem    []store.Idempotent
+	tokens  []store.Token
 
 	out    map[*core.Node]*outFrame
 	acks   map[*session]uint64
@@ -309,6 +310,7 @@ func (e *engine) seal(b *batch) {
 	s.Meta = b.meta
 	s.DeletedJobs, s.DeletedPools, s.DeletedNodes = b.deleted.jobs, b.deleted.pools, b.deleted.nodes
 	s.Idempotency = b.idem
+	s.Tokens = b.tokens
 	for n, f := range b.out {
 		sess := e.session(n.ID)
 		if sess == nil {

@@ -66,7 +66,7 @@ func (s *Server) terminateByTag(w http.ResponseWriter, r *http.Request) error {
 	out := api.JobList{Version: api.Version, Jobs: []api.Job{}}
 	err = s.change(r.Context(), func(c *core.Core, now time.Time) error {
 		for _, j := range c.Jobs() {
-			if hasTags(j, tags) {
+			if hasTags(j, tags) && visible(callerOf(r.Context()), j) {
 				c.TerminateJob(j, "job terminated", now)
 				out.Jobs = append(out.Jobs, jobOut(j))
 			}

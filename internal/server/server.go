@@ -33,11 +33,19 @@ type Config struct {
 	Store            string        // store URL; default sqlite in Dir
 	HeartbeatTimeout time.Duration // default 30 s
 	CommitInterval   time.Duration // minimum time between group commits; default 2 ms
-	CertFile         string        // TLS certificate; generated in Dir when listening off loopback
-	KeyFile          string
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// RateLimit is each token's sustained API requests per second (bursts
+	// of twice that); 0 means no limit.
+	RateLimit float64
+	CertFile  string // TLS certificate; generated in Dir when listening off loopback
+	KeyFile   string
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
+
+// DefaultRateLimit is each token's default sustained API request rate: far
+// above what the CLI or a polling workflow engine needs, low enough that one
+// runaway client cannot starve the others.
+const DefaultRateLimit = 500
 
 // DefaultListen is the default API address.
 const DefaultListen = "127.0.0.1:7411"
@@ -53,6 +61,7 @@ type Server struct {
 	url      string
 	caFile   string
 	adminTok string
+	tokens   *tokens
 	stopping chan struct{}
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -166,6 +175,11 @@ func (s *Server) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: loading idempotency keys: %w", err)
 	}
+	toks, err := s.st.Tokens(ctx)
+	if err != nil {
+		return fmt.Errorf("server: loading tokens: %w", err)
+	}
+	s.tokens = newTokens(toks, s.cfg.RateLimit)
 	s.eng.idem = make(map[string]store.Idempotent, len(idem))
 	for _, i := range idem {
 		s.eng.idem[i.Key] = i

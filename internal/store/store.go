@@ -39,6 +39,16 @@ type Batch struct {
 	DeletedPools []string
 	DeletedNodes []string
 	Idempotency  []Idempotent
+	Tokens       []Token
+}
+
+// Token is an API token as stored: its SHA-256 hash, never the token.
+type Token struct {
+	Hash      string
+	Name      string
+	Role      string
+	CreatedAt int64
+	RevokedAt int64 // 0 while valid
 }
 
 // Idempotent is the remembered answer to a request sent with an
@@ -55,7 +65,7 @@ type Idempotent struct {
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Pools)+len(b.Nodes)+len(b.Jobs)+len(b.Groups)+len(b.Cursors)+len(b.Tasks)+len(b.Logs)+len(b.Meta)+
-		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes)+len(b.Idempotency) == 0
+		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes)+len(b.Idempotency)+len(b.Tokens) == 0
 }
 
 // Store is a durable engine.
@@ -69,6 +79,8 @@ type Store interface {
 	// Idempotency reads remembered answers created at or after since (unix
 	// ns) and forgets older ones.
 	Idempotency(ctx context.Context, since int64) ([]Idempotent, error)
+	// Tokens reads every API token record.
+	Tokens(ctx context.Context) ([]Token, error)
 	// Logs reads a finished attempt's stored output.
 	Logs(ctx context.Context, jobID, taskID string, attempt int) (stdout, stderr []byte, err error)
 	Close() error

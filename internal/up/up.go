@@ -34,7 +34,8 @@ type Config struct {
 	Nodes            int
 	Slots            int
 	HeartbeatTimeout time.Duration
-	Exe              string // the lote binary to start agents with
+	RateLimit        float64 // API requests per second per token; 0 = unlimited
+	Exe              string  // the lote binary to start agents with
 	Logger           *slog.Logger
 	// Ready, when set, is called once the server listens and the agents were
 	// started.
@@ -50,6 +51,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv, err := server.Start(ctx, server.Config{
 		Dir: cfg.Dir, Listen: cfg.Listen, Store: cfg.Store, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: log,
+		RateLimit: cfg.RateLimit,
 	})
 	if err != nil {
 		return err

@@ -37,6 +37,9 @@ var migrations = []string{
 	`CREATE TABLE idempotency (
 		key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body BLOB NOT NULL,
 		created_at INTEGER NOT NULL);`,
+	`CREATE TABLE tokens (
+		hash TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL,
+		revoked_at INTEGER NOT NULL);`,
 }
 
 const taskCols = 3
@@ -277,6 +280,12 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 	if err := s.putTasks(exec, b.Tasks); err != nil {
 		return err
 	}
+	for _, t := range b.Tokens {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO tokens (hash, name, role, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)`,
+			t.Hash, t.Name, t.Role, t.CreatedAt, t.RevokedAt); err != nil {
+			return err
+		}
+	}
 	for _, i := range b.Idempotency {
 		if err := exec(s.idem, i.Key, i.Fingerprint, i.Status, i.Body, i.CreatedAt); err != nil {
 			return err
@@ -344,6 +353,24 @@ func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 		return "", store.ErrNotFound
 	}
 	return v, err
+}
+
+// Tokens reads every API token record.
+func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
+	rows, err := s.w.QueryContext(ctx, `SELECT hash, name, role, created_at, revoked_at FROM tokens`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Token
+	for rows.Next() {
+		var t store.Token
+		if err := rows.Scan(&t.Hash, &t.Name, &t.Role, &t.CreatedAt, &t.RevokedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // Idempotency reads remembered answers since a time and forgets older ones.

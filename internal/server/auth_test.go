@@ -1,0 +1,163 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/server"
+)
+
+func startWith(t *testing.T, cfg server.Config) (*server.Server, *api.Client) {
+	t.Helper()
+	cfg.Dir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cl, err := api.NewClient(s.URL(), s.AdminToken(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cl
+}
+
+func userClient(t *testing.T, s *server.Server, admin *api.Client, name string) *api.Client {
+	t.Helper()
+	tok, err := admin.CreateToken(context.Background(), api.TokenCreate{Name: name, Role: server.RoleUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := api.NewClient(s.URL(), tok.Token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// TestUserIsolation: a user token sees and acts on its own jobs only; other
+// users' jobs answer 404 (not 403) on every job and task endpoint; admin
+// calls answer 403; a revoked token answers 401.
+func TestUserIsolation(t *testing.T) {
+	ctx := context.Background()
+	s, admin := startWith(t, server.Config{})
+	if _, err := admin.CreatePool(ctx, api.PoolCreate{ID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := userClient(t, s, admin, "alice"), userClient(t, s, admin, "bob")
+	add := api.TaskAdd{Array: "1-3", Template: &api.TaskSpec{Command: []string{"true"}}}
+	res, err := alice.Submit(ctx, api.Submit{Job: api.JobCreate{ID: "A", PoolID: "p", Tags: map[string]string{"run": "x"}}, Tasks: add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := alice.Job(ctx, res.JobID); err != nil || j.Owner != "alice" {
+		t.Fatalf("alice's job = %+v, %v; want owner alice", j, err)
+	}
+
+	notFound := map[string]func() error{
+		"show job":  func() error { _, err := bob.Job(ctx, "A"); return err },
+		"wait job":  func() error { _, err := bob.WaitJob(ctx, "A", 1, 0); return err },
+		"add tasks": func() error { _, err := bob.AddTasks(ctx, "A", add); return err },
+		"submit to": func() error {
+			_, err := bob.Submit(ctx, api.Submit{Job: api.JobCreate{ID: "A"}, Existing: true, Tasks: add})
+			return err
+		},
+		"list tasks":  func() error { _, err := bob.Tasks(ctx, "A", "", 10, ""); return err },
+		"show task":   func() error { _, err := bob.Task(ctx, "A", "1"); return err },
+		"task log":    func() error { _, err := bob.TaskLog(ctx, "A", "1", "stdout", 0, 0); return err },
+		"cancel task": func() error { _, err := bob.CancelTask(ctx, "A", "1"); return err },
+		"retry task":  func() error { _, err := bob.RetryTask(ctx, "A", "1"); return err },
+		"retry job":   func() error { _, err := bob.RetryFailed(ctx, "A"); return err },
+		"priority":    func() error { p := 5; _, err := bob.UpdateJob(ctx, "A", api.JobUpdate{Priority: &p}); return err },
+		"terminate":   func() error { _, err := bob.TerminateJob(ctx, "A"); return err },
+		"delete":      func() error { return bob.DeleteJob(ctx, "A") },
+	}
+	for name, call := range notFound {
+		if err := call(); !api.IsStatus(err, http.StatusNotFound) {
+			t.Errorf("bob %s of alice's job: %v, want 404", name, err)
+		}
+	}
+	if jobs, err := bob.Jobs(ctx, "", nil); err != nil || len(jobs) != 0 {
+		t.Errorf("bob lists %d jobs (%v); want none", len(jobs), err)
+	}
+	if jobs, err := bob.TerminateJobsByTag(ctx, map[string]string{"run": "x"}); err != nil || len(jobs) != 0 {
+		t.Errorf("bob's terminate by tag ended %d jobs (%v); want none", len(jobs), err)
+	}
+	if j, _ := alice.Job(ctx, "A"); j.State != api.JobActive {
+		t.Errorf("alice's job is %s after bob's attempts; want active", j.State)
+	}
+	if jobs, err := admin.Jobs(ctx, "", nil); err != nil || len(jobs) != 1 {
+		t.Errorf("admin lists %d jobs (%v); want 1", len(jobs), err)
+	}
+
+	forbidden := map[string]func() error{
+		"create pool":  func() error { _, err := bob.CreatePool(ctx, api.PoolCreate{ID: "q"}); return err },
+		"delete pool":  func() error { return bob.DeletePool(ctx, "p") },
+		"list tokens":  func() error { _, err := bob.Tokens(ctx); return err },
+		"create token": func() error { _, err := bob.CreateToken(ctx, api.TokenCreate{Name: "eve", Role: "admin"}); return err },
+	}
+	for name, call := range forbidden {
+		if err := call(); !api.IsStatus(err, http.StatusForbidden) {
+			t.Errorf("bob %s: %v, want 403", name, err)
+		}
+	}
+	if _, err := bob.Pools(ctx); err != nil {
+		t.Errorf("a user cannot list pools: %v", err)
+	}
+
+	if err := admin.RevokeToken(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Jobs(ctx, "", nil); !api.IsStatus(err, http.StatusUnauthorized) {
+		t.Errorf("revoked token: %v, want 401", err)
+	}
+}
+
+// TestRateLimit: past its rate a token gets 429 with Retry-After, while
+// another token is not affected.
+func TestRateLimit(t *testing.T) {
+	ctx := context.Background()
+	s, admin := startWith(t, server.Config{RateLimit: 5})
+	tok, err := admin.CreateToken(ctx, api.TokenCreate{Name: "alice", Role: server.RoleUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := 0
+	for i := 0; i < 40; i++ {
+		req, _ := http.NewRequest(http.MethodGet, s.URL()+"/v1/pools", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body api.Error
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
+				t.Errorf("Retry-After = %q, want a positive number of seconds", resp.Header.Get("Retry-After"))
+			}
+			if body.Err.Code != api.CodeRateLimited {
+				t.Errorf("429 code = %q, want %q", body.Err.Code, api.CodeRateLimited)
+			}
+		default:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("40 requests at once at 5/s: none was limited")
+	}
+	if _, err := admin.Pools(ctx); err != nil {
+		t.Errorf("the admin token was limited by alice's requests: %v", err)
+	}
+}
