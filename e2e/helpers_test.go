@@ -257,6 +257,7 @@ func startServer(t *testing.T, home, listen string, args ...string) *cluster {
 func awaitServer(t *testing.T, home string, p *proc, from int64, banner string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, home: home, srv: p}
+	checkInvariantsAtEnd(c)
 	waitFor(t, 30*time.Second, "the server to come up", func() error {
 		if p.exited() {
 			t.Fatalf("server exited with code %d:\n%s", p.code, p.logText())
