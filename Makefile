@@ -43,6 +43,13 @@ bench: build ## Benchmarks of DESIGN §7: Lote against xargs, parallel and Slurm
 bench-go: ## Go benchmarks: scheduler, core, journal, store, spawner (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./bench/...
 
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run each fuzz test for FUZZTIME (default 10s) on top of its seed corpus
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/arrayspec/
+	$(GO) test -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME) ./internal/placeholder/
+	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(FUZZTIME) ./internal/server/
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin
