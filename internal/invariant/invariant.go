@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -24,8 +25,8 @@ func Check(ctx context.Context, cl *api.Client) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, errMoving) {
-			last = err
+		if errors.Is(err, errMoving) || api.IsStatus(err, http.StatusTooManyRequests) {
+			last = err // moving, or rate limited: read again shortly
 		} else {
 			return err
 		}
@@ -40,8 +41,8 @@ func Check(ctx context.Context, cl *api.Client) error {
 var errMoving = errors.New("state changed while being read")
 
 func checkOnce(ctx context.Context, cl *api.Client) error {
-	jobs, err := cl.Jobs(ctx, "", nil)
-	if err != nil {
+	var jobs []api.Job
+	if err := patiently(ctx, func() (err error) { jobs, err = cl.Jobs(ctx, "", nil); return err }); err != nil {
 		return err
 	}
 	var problems []string
@@ -50,8 +51,8 @@ func checkOnce(ctx context.Context, cl *api.Client) error {
 		if err != nil {
 			return err
 		}
-		again, err := cl.Job(ctx, j.ID)
-		if err != nil {
+		var again api.Job
+		if err := patiently(ctx, func() (err error) { again, err = cl.Job(ctx, j.ID); return err }); err != nil {
 			return err
 		}
 		if again.TaskCounts != j.TaskCounts {
@@ -59,11 +60,12 @@ func checkOnce(ctx context.Context, cl *api.Client) error {
 		}
 		problems = append(problems, checkJob(j, tasks)...)
 		for _, t := range tasks {
-			if t.State != api.TaskCompleted || len(problems) > 20 {
+			// Only a task with several attempts can have run again.
+			if t.State != api.TaskCompleted || t.Attempt < 2 || len(problems) > 20 {
 				continue
 			}
-			full, err := cl.Task(ctx, j.ID, t.ID)
-			if err != nil {
+			var full api.Task
+			if err := patiently(ctx, func() error { full, err = cl.Task(ctx, j.ID, t.ID); return err }); err != nil {
 				return err
 			}
 			problems = append(problems, checkAttempts(full)...)
@@ -94,6 +96,21 @@ func checkOnce(ctx context.Context, cl *api.Client) error {
 	return nil
 }
 
+// patiently retries a call the server rate-limited.
+func patiently(ctx context.Context, call func() error) error {
+	for {
+		err := call()
+		if !api.IsStatus(err, http.StatusTooManyRequests) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 func prefill(p api.Pool, n api.Node) int {
 	if p.Prefill >= 0 {
 		return p.Prefill
@@ -105,8 +122,8 @@ func allTasks(ctx context.Context, cl *api.Client, job string) ([]api.Task, erro
 	var out []api.Task
 	next := ""
 	for {
-		page, err := cl.Tasks(ctx, job, "", 10000, next)
-		if err != nil {
+		var page api.TaskList
+		if err := patiently(ctx, func() (err error) { page, err = cl.Tasks(ctx, job, "", 10000, next); return err }); err != nil {
 			return nil, err
 		}
 		out = append(out, page.Tasks...)
