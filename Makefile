@@ -35,6 +35,12 @@ lint: ## gofmt, go vet and staticcheck
 docs: ## Regenerate docs/cli.md from the command definitions
 	$(GO) run ./internal/cli/gendocs > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
+.PHONY: screenshots
+screenshots: ## Refresh docs/screenshots from the dashboard's browser tests (needs chromium)
+	rm -rf .screenshots && mkdir -p .screenshots docs/screenshots
+	LOTE_ARTIFACTS=$(CURDIR)/.screenshots $(GO) test -count=1 -run 'TestDashboardInBrowser|TestJobViewWith100kTasks' ./internal/web
+	cp .screenshots/dashboard/*.png docs/screenshots/ && rm -rf .screenshots
+
 .PHONY: bench
 bench: build ## Benchmarks of DESIGN §7: Lote against xargs, parallel and Slurm, one table (docs/benchmarks.md)
 	bench/run.sh

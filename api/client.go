@@ -107,14 +107,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, in, out any,
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		se := &StatusError{Status: resp.StatusCode}
-		var e Error
-		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)); json.Unmarshal(b, &e) == nil && e.Err.Message != "" {
-			se.Body = e.Err
-		} else {
-			se.Body = ErrorBody{Code: "http", Message: strings.TrimSpace(string(b))}
-		}
-		return resp.Header, se
+		return resp.Header, statusError(resp)
 	}
 	if out == nil {
 		io.Copy(io.Discard, resp.Body)
@@ -126,6 +119,23 @@ func (c *Client) doHeader(ctx context.Context, method, path string, in, out any,
 	}
 	return resp.Header, json.NewDecoder(resp.Body).Decode(out)
 }
+
+// statusError reads a non-2xx answer's error body.
+func statusError(resp *http.Response) error {
+	se := &StatusError{Status: resp.StatusCode}
+	var e Error
+	if b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)); json.Unmarshal(b, &e) == nil && e.Err.Message != "" {
+		se.Body = e.Err
+	} else {
+		se.Body = ErrorBody{Code: "http", Message: strings.TrimSpace(string(b))}
+		if se.Body.Message == "" {
+			se.Body.Message = http.StatusText(resp.StatusCode)
+		}
+	}
+	return se
+}
+
+func decodeJSON(r io.Reader, out any) error { return json.NewDecoder(r).Decode(out) }
 
 // Pools lists pools.
 func (c *Client) Pools(ctx context.Context) ([]Pool, error) {

@@ -69,7 +69,7 @@ type EventHandler func(ev Event, gap error) error
 // nil when the stream ended normally or ctx ended.
 func (c *Client) Events(ctx context.Context, f EventFilter, fn EventHandler) error {
 	last, resumed := f.After, false
-	backoff := 100 * time.Millisecond
+	var backoff time.Duration
 	for {
 		q := url.Values{}
 		if f.Job != "" {
@@ -95,6 +95,7 @@ func (c *Client) Events(ctx context.Context, f EventFilter, fn EventHandler) err
 		if !f.Follow {
 			q.Set("follow", "false")
 		}
+		before := last
 		err := c.eventStream(ctx, "/v1/events?"+q.Encode(), &last, fn)
 		var se *StatusError
 		switch {
@@ -106,8 +107,12 @@ func (c *Client) Events(ctx context.Context, f EventFilter, fn EventHandler) err
 			return errors.Unwrap(err)
 		}
 		// The server went away or the connection broke: resume after the
-		// last ID seen.
+		// last ID seen, at once if this connection got somewhere, else
+		// after a pause that grows while connections keep failing.
 		resumed = true
+		if last != before {
+			backoff = 0
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -115,7 +120,7 @@ func (c *Client) Events(ctx context.Context, f EventFilter, fn EventHandler) err
 			return nil
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 	}
 }
 

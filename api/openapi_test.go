@@ -17,6 +17,7 @@ var wireTypes = map[string]any{
 	"RetryResult": RetryResult{}, "Submit": Submit{}, "Task": Task{}, "TaskAdd": TaskAdd{},
 	"TaskAddResult": TaskAddResult{}, "TaskCounts": TaskCounts{}, "TaskList": TaskList{}, "TaskSpec": TaskSpec{},
 	"Token": Token{}, "TokenCreate": TokenCreate{}, "TokenList": TokenList{},
+	"DataObject": DataObject{}, "DataList": DataList{}, "InputFile": InputFile{}, "OutputFile": OutputFile{},
 }
 
 // TestOpenAPISchemasMatchWireTypes checks that each schema in openapi.json
@@ -58,7 +59,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 			t.Errorf("Go type %s has no schema", name)
 		}
 	}
-	for _, req := range []string{"PoolCreate", "JobCreate", "TaskSpec", "TaskAdd", "Submit", "JobUpdate", "PoolResize", "Requirements"} {
+	for _, req := range []string{"PoolCreate", "JobCreate", "TaskSpec", "InputFile", "OutputFile", "TaskAdd", "Submit", "JobUpdate", "PoolResize", "Requirements"} {
 		if ap := doc.Components.Schemas[req].AdditionalProperties; ap == nil || *ap {
 			t.Errorf("request schema %s must say additionalProperties: false (the server refuses unknown fields)", req)
 		}

@@ -174,6 +174,8 @@ type TaskSpec struct {
 	MaxRetries   *int              `json:"max_retries,omitempty"`
 	MaxWallClock Duration          `json:"max_wall_clock,omitempty"`
 	Cwd          string            `json:"cwd,omitempty"`
+	Inputs       []InputFile       `json:"inputs,omitempty"`
+	Outputs      []OutputFile      `json:"outputs,omitempty"`
 }
 
 // TaskAdd is the body of POST /v1/jobs/{id}/tasks: explicit tasks, an array

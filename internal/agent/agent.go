@@ -32,6 +32,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/blob"
 	"github.com/lotehq/lote/internal/placeholder"
 	"github.com/lotehq/lote/internal/proto"
 	"github.com/lotehq/lote/internal/spawner"
@@ -71,7 +72,7 @@ const DefaultOrphanTimeout = 10 * time.Minute
 
 // maxInlineLog is how much of each output stream travels with a completion
 // report; the rest stays on the node.
-const maxInlineLog = 1 << 20
+const maxInlineLog = blob.MaxInlineLog
 
 // DefaultAdoptTimeout is half the server's default heartbeat timeout (see
 // Config.AdoptTimeout).
@@ -93,7 +94,10 @@ type task struct {
 	hasLine bool
 	slots   int
 	id      string // spawner ID
-	running bool
+	running bool   // holds its slots: staging, running or uploading
+	staging bool   // inputs being staged; no process yet
+	killed  bool   // dropped while staging: do not start it
+	cancel  context.CancelFunc
 }
 
 type report struct {
@@ -121,11 +125,17 @@ type Agent struct {
 	unsent    []*report
 	inflight  []*report
 	started   []proto.Started
+	preparing []proto.Started
 	revoked   []proto.RevokeAnswer
 	logs      []proto.LogChunk
 	seq       uint64
 	notify    chan struct{}
 	stopping  bool
+
+	cache *cache
+	dcMu  sync.Mutex
+	dc    *api.Client // the data API client (dataClient)
+	dcKey string
 }
 
 func (a *Agent) spawner() *spawner.Client { return a.sp.Load() }
@@ -180,6 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
 		tasks: map[string]*task{}, notify: make(chan struct{}, 1),
+		cache: &cache{dir: filepath.Join(cfg.Dir, "cache"), inflight: map[string]*flight{}},
 	}
 	if b, err := os.ReadFile(filepath.Join(cfg.Dir, "node.json")); err == nil {
 		if err := json.Unmarshal(b, &a.id); err != nil {
@@ -424,7 +435,7 @@ func (a *Agent) welcome(w *proto.Welcome) error {
 
 func (a *Agent) disconnected() {
 	a.mu.Lock()
-	a.started, a.revoked, a.logs = nil, nil, nil
+	a.started, a.preparing, a.revoked, a.logs = nil, nil, nil, nil
 	a.templates = map[string]*proto.Template{}
 	a.mu.Unlock()
 }
@@ -432,6 +443,11 @@ func (a *Agent) disconnected() {
 func (a *Agent) dropLocked(id string) {
 	t := a.tasks[id]
 	if t == nil {
+		return
+	}
+	if t.staging {
+		t.killed = true
+		t.cancel()
 		return
 	}
 	if t.running {
@@ -594,6 +610,13 @@ func (a *Agent) startLocked() {
 		a.queue = a.queue[1:]
 		a.used += t.slots
 		t.running = true
+		if needsStaging(t) {
+			ctx, cancel := context.WithCancel(context.Background())
+			t.staging, t.cancel = true, cancel
+			a.preparing = append(a.preparing, proto.Started{Ref: t.ref, At: time.Now().UnixNano()})
+			go a.stageThenSpawn(ctx, t)
+			continue
+		}
 		if err := a.spawn(t); err != nil {
 			a.log.Error("spawning task", "task", t.id, "err", err)
 			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
@@ -706,6 +729,10 @@ func (a *Agent) drainExits(sp *spawner.Client) {
 				continue
 			}
 			t = &task{ref: ref, id: ex.ID} // finished while no agent ran
+		} else if a.needsUpload(t, ex) {
+			a.mu.Unlock()
+			go a.uploadAfter(t, ex)
+			continue
 		} else {
 			a.used -= t.slots
 		}
@@ -716,7 +743,11 @@ func (a *Agent) drainExits(sp *spawner.Client) {
 	}
 }
 
-func (a *Agent) finishLocked(t *task, ex spawner.Exit) {
+func (a *Agent) finishLocked(t *task, ex spawner.Exit) { a.finishWith(t, ex, "", false) }
+
+// finishWith queues an attempt's report; stagingErr fails it with category
+// staging, logBlobs says its large logs were uploaded whole.
+func (a *Agent) finishWith(t *task, ex spawner.Exit, stagingErr string, logBlobs bool) {
 	delete(a.tasks, t.id)
 	// A start not yet reported need not be: the end carries the start time,
 	// and short tasks then cost one report instead of two.
@@ -726,12 +757,19 @@ func (a *Agent) finishLocked(t *task, ex spawner.Exit) {
 			break
 		}
 	}
+	for i := len(a.preparing) - 1; i >= 0; i-- {
+		if a.preparing[i].Ref == t.ref {
+			a.preparing = append(a.preparing[:i], a.preparing[i+1:]...)
+			break
+		}
+	}
 	dir := a.attemptDir(t.ref)
 	fin := proto.Finished{
 		Ref: t.ref, ExitCode: ex.ExitCode, Signal: ex.Signal, TimedOut: ex.TimedOut,
 		Lost: ex.Lost || a.stopping, StartErr: ex.StartErr, StartedAt: ex.StartedAt.UnixNano(), EndedAt: ex.EndedAt.UnixNano(),
 		UserCPU: int64(ex.UserCPU), SysCPU: int64(ex.SysCPU), MaxRSS: ex.MaxRSS,
 		Stdout: readLog(filepath.Join(dir, "stdout.txt")), Stderr: readLog(filepath.Join(dir, "stderr.txt")),
+		StagingErr: stagingErr, LogBlobs: logBlobs,
 	}
 	if ex.StartedAt.IsZero() {
 		fin.StartedAt = 0
@@ -782,6 +820,7 @@ func (a *Agent) writer(ctx context.Context, conn *websocket.Conn, hb time.Durati
 		f := &proto.ToServer{}
 		a.mu.Lock()
 		f.Started, a.started = a.started, nil
+		f.Preparing, a.preparing = a.preparing, nil
 		f.Revoked, a.revoked = a.revoked, nil
 		f.Logs, a.logs = a.logs, nil
 		if len(a.unsent) > 0 {
@@ -795,7 +834,7 @@ func (a *Agent) writer(ctx context.Context, conn *websocket.Conn, hb time.Durati
 			a.unsent = nil
 		}
 		a.mu.Unlock()
-		if !heartbeat && f.Seq == 0 && len(f.Started)+len(f.Revoked)+len(f.Logs) == 0 {
+		if !heartbeat && f.Seq == 0 && len(f.Started)+len(f.Preparing)+len(f.Revoked)+len(f.Logs) == 0 {
 			continue
 		}
 		if err := writeFrame(ctx, conn, f); err != nil {
@@ -814,7 +853,9 @@ func (a *Agent) shutdown(report bool) {
 	a.queue = nil
 	var ids []string
 	for id, t := range a.tasks {
-		if t.running {
+		if t.staging {
+			t.cancel()
+		} else if t.running {
 			ids = append(ids, id)
 		} else {
 			delete(a.tasks, id)

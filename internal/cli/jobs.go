@@ -215,10 +215,15 @@ type taskFlags struct {
 	wall       time.Duration
 	cwd        string
 	callerEnv  bool
+	inputs     []string
+	outputs    []string
 }
 
-func (tf *taskFlags) register(c *cobra.Command) {
+// register adds the task flags. --output names output files here, so the
+// global --output (format) keeps its -o shorthand under the name --format.
+func (tf *taskFlags) register(c *cobra.Command, format *string) {
 	f := c.Flags()
+	f.StringVarP(format, "format", "o", "table", "output format: table or json (-o; --output names output files here)")
 	f.BoolVar(&tf.shell, "shell", false, "run the one argument after -- with /bin/sh -c")
 	f.StringArrayVar(&tf.env, "env", nil, "task environment K=V (repeatable)")
 	f.StringArrayVar(&tf.labels, "label", nil, "run only on nodes with label K=V (repeatable)")
@@ -229,6 +234,8 @@ func (tf *taskFlags) register(c *cobra.Command) {
 	f.BoolVar(&tf.callerEnv, "env-from-caller", false, "give the tasks this shell's environment (except LOTE_*, PWD, OLDPWD, SHLVL, _); --env wins")
 	f.IntVar(&tf.maxRetries, "task-max-retries", 0, "retries for these tasks (default: the job's)")
 	f.DurationVar(&tf.wall, "task-max-wall-clock", 0, "wall clock limit for these tasks (default: the job's)")
+	f.StringArrayVar(&tf.inputs, "input", nil, "stage SRC into the working dir as PATH before the task runs: SRC=PATH[:MODE], SRC data://C/P, data://C/prefix/, http(s)://… or a local file (uploaded first); placeholders expanded (repeatable)")
+	f.StringArrayVar(&tf.outputs, "output", nil, "upload files matching PATTERN (globs, ** too) to DEST after the task: PATTERN=DEST[@success|@failure|@always] (repeatable)")
 }
 
 func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error) {
@@ -260,6 +267,12 @@ func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error
 	}
 	if c.Flags().Changed("task-max-retries") {
 		s.MaxRetries = &tf.maxRetries
+	}
+	if s.Inputs, err = parseInputs(tf.inputs); err != nil {
+		return s, err
+	}
+	if s.Outputs, err = parseOutputs(tf.outputs); err != nil {
+		return s, err
 	}
 	return s, nil
 }
@@ -313,6 +326,9 @@ indices. --each-line FILE makes one task per line, numbered from 0.`,
 			if err != nil {
 				return err
 			}
+			if err := a.uploadLocalInputs(c.Context(), []api.TaskSpec{tpl}); err != nil {
+				return err
+			}
 			jc, err := jf.build(c)
 			if err != nil {
 				return err
@@ -353,7 +369,7 @@ indices. --each-line FILE makes one task per line, numbered from 0.`,
 		},
 	}
 	jf.register(c, true)
-	tf.register(c)
+	tf.register(c, &a.output)
 	f := c.Flags()
 	f.StringVar(&jobID, "job", "", "add to this job (created when it does not exist)")
 	f.StringVar(&array, "array", "", "array spec, e.g. 1-100, 1-100:2, 1,5,9, 1-1000%50")

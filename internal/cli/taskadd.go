@@ -69,6 +69,9 @@ task-N, N its position in the job.`,
 				spec.ID = id
 				specs = []api.TaskSpec{spec}
 			}
+			if err := a.uploadLocalInputs(c.Context(), specs); err != nil {
+				return err
+			}
 			cl, err := a.client()
 			if err != nil {
 				return err
@@ -86,7 +89,7 @@ task-N, N its position in the job.`,
 			})
 		},
 	}
-	tf.register(c)
+	tf.register(c, &a.output)
 	f := c.Flags()
 	f.StringVar(&id, "id", "", "the task's ID (default task-N, N its position in the job)")
 	f.StringVar(&jsonFile, "json", "", "read task specs from FILE: a JSON array or JSON lines (- for stdin)")
@@ -243,6 +246,8 @@ func (d specDefaults) fill(s *api.TaskSpec) error {
 	if s.Cwd == "" {
 		s.Cwd = d.spec.Cwd
 	}
+	s.Inputs = append(s.Inputs, d.spec.Inputs...)
+	s.Outputs = append(s.Outputs, d.spec.Outputs...)
 	var err error
 	s.Cwd, err = absCwd(s.Cwd)
 	return err

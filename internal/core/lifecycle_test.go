@@ -89,6 +89,38 @@ func signaled(sig int) func(*core.Task) core.Finish {
 	}
 }
 
+func stagingErr(t *core.Task) core.Finish {
+	f := coretest.Exit(t, 0)
+	f.StagingErr = "uploading outputs: boom"
+	return f
+}
+
+// TestPreparing: a task staging its inputs is preparing, counted as such,
+// and becomes running when its process starts.
+func TestPreparing(t *testing.T) {
+	w := newWorld(t)
+	p := coretest.Pool(w.c, "p", 1)
+	coretest.Node(w.c, p, "n1", 1)
+	j := coretest.Job(w.c, p, "j")
+	coretest.Array(w.c, j, "7")
+	w.schedule()
+	tk := w.task(j, "7")
+	w.c.TaskPreparing(tk.Node, j.ID, tk.ID, tk.Attempt)
+	if tk.State != core.TaskPreparing || j.Counts[core.TaskPreparing] != 1 || j.Counts[core.TaskAssigned] != 0 {
+		t.Fatalf("state %s counts %v", tk.State, j.Counts)
+	}
+	w.c.TaskPreparing(tk.Node, j.ID, tk.ID, tk.Attempt+1) // stale: ignored
+	w.start(tk)
+	if tk.State != core.TaskRunning || j.Counts[core.TaskPreparing] != 0 || tk.Node.Running() != 1 {
+		t.Fatalf("state %s counts %v", tk.State, j.Counts)
+	}
+	w.finish(tk, 0)
+	checkInvariants(t, w.c)
+	if tk.State != core.TaskCompleted {
+		t.Fatalf("state %s", tk.State)
+	}
+}
+
 func startErr(t *core.Task) core.Finish {
 	f := coretest.Exit(t, -1)
 	f.StartErr = "exec: no such file"
@@ -129,6 +161,8 @@ func TestAttemptsAndRetries(t *testing.T) {
 			[]func(*core.Task) core.Finish{signaled(9)}, core.ResultFailure, core.CategoryUser, -1, 0, 0},
 		{"start error is a user failure", nil,
 			[]func(*core.Task) core.Finish{startErr}, core.ResultFailure, core.CategoryUser, -1, 0, 0},
+		{"a staging failure keeps the exit code and uses no retry", []coretest.TaskOpt{coretest.Retries(2)},
+			[]func(*core.Task) core.Finish{stagingErr}, core.ResultFailure, core.CategoryStaging, 0, 0, 0},
 		{"a lost process is requeued without using a retry", nil,
 			[]func(*core.Task) core.Finish{lost, exit(0)}, core.ResultSuccess, core.CategoryNone, 0, 0, 1},
 	}

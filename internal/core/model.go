@@ -11,6 +11,7 @@ import (
 // TaskState is where a task is in its life:
 //
 //	active ──dispatch──► assigned ──started──► running ──finished──► completed
+//	                        └──staging──► preparing ──started──┘
 //	  ▲                     │                     │
 //	  └──── revoked (not ───┘                     │
 //	  │     yet started)                          │
@@ -142,6 +143,49 @@ type Template struct {
 	MaxRetries   int               `json:"max_retries"`
 	MaxWallClock time.Duration     `json:"max_wall_clock,omitempty"`
 	Cwd          string            `json:"cwd,omitempty"`
+	Inputs       []InputFile       `json:"inputs,omitempty"`
+	Outputs      []OutputFile      `json:"outputs,omitempty"`
+}
+
+// InputFile is a resource file the agent stages into the working directory
+// before the process starts. Source and Path may hold placeholders.
+type InputFile struct {
+	Source string `json:"source"`
+	Path   string `json:"path"`
+	Mode   uint32 `json:"mode,omitempty"` // 0 = read-only default
+}
+
+// UploadWhen says after which outcomes an output file is uploaded.
+type UploadWhen uint8
+
+// Upload conditions; the zero value is the default, success.
+const (
+	UploadOnSuccess UploadWhen = iota
+	UploadOnFailure
+	UploadAlways
+)
+
+func (w UploadWhen) String() string { return [...]string{"success", "failure", "always"}[w] }
+
+// ParseUploadWhen reads a wire upload condition ("" = success).
+func ParseUploadWhen(s string) (UploadWhen, bool) {
+	switch s {
+	case "", "success":
+		return UploadOnSuccess, true
+	case "failure":
+		return UploadOnFailure, true
+	case "always":
+		return UploadAlways, true
+	}
+	return 0, false
+}
+
+// OutputFile is uploaded by the agent after the process ended, when When
+// holds. Pattern and Dest may hold placeholders.
+type OutputFile struct {
+	Pattern string     `json:"pattern"`
+	Dest    string     `json:"dest"`
+	When    UploadWhen `json:"when,omitempty"`
 }
 
 // GroupKind says how a group's tasks are named and what they run.

@@ -92,7 +92,7 @@ func (c *Core) NodeJoin(jn Join, now time.Time) (*Node, Reconcile, error) {
 		case ok && k.Attempt == t.Attempt:
 			delete(known, taskRef{key(t.Job.ID), key(t.ID)})
 			rec.Keep = append(rec.Keep, t)
-			if k.Phase == PhaseRunning && t.State == TaskAssigned {
+			if k.Phase == PhaseRunning && (t.State == TaskAssigned || t.State == TaskPreparing) {
 				c.markRunning(t, now.UnixNano())
 				c.fx.SaveTask(t)
 			}

@@ -31,6 +31,19 @@ func (c *Core) TaskStarted(n *Node, jobID, taskID string, attempt int, at time.T
 	c.markRunning(t, at.UnixNano())
 	c.fx.SaveTask(t)
 }
+
+// TaskPreparing records that an agent is staging a task's inputs: only
+// tasks with something to stage pass through preparing.
+func (c *Core) TaskPreparing(n *Node, jobID, taskID string, attempt int) {
+	t := c.liveTask(n, jobID, taskID, attempt)
+	if t == nil || t.State != TaskAssigned {
+		return
+	}
+	t.revoking = false
+	c.setState(t, TaskPreparing)
+	c.fx.SaveTask(t)
+}
+
 func (c *Core) markRunning(t *Task, at int64) {
 	c.setState(t, TaskRunning)
 	t.Cur.StartedAt = at
@@ -53,6 +66,10 @@ type Finish struct {
 	MaxRSS        int64
 	Stdout        []byte
 	Stderr        []byte
+	// StagingErr says staging inputs or outputs failed: the task fails with
+	// category staging (keeping the exit code) and is not retried, as in
+	// Azure Batch, where only non-zero exits use retries.
+	StagingErr string
 }
 
 // LogRecord is a finished attempt's captured output, stored packed.
@@ -84,6 +101,11 @@ func (c *Core) TaskFinished(n *Node, f Finish, now time.Time) {
 		return
 	}
 	switch {
+	case f.StagingErr != "":
+		a.Result, a.Category, a.Message = ResultFailure, CategoryStaging, f.StagingErr
+		c.release(t)
+		c.complete(t, now)
+		return
 	case f.StartErr != "":
 		a.Result, a.Category, a.Message = ResultFailure, CategoryUser, f.StartErr
 	case f.TimedOut:

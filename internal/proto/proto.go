@@ -82,6 +82,25 @@ type Template struct {
 	MaxWallClock int64 // nanoseconds, 0 = none
 	Cwd          string
 	Slots        int
+	Inputs       []Input
+	Outputs      []Output
+}
+
+// Input is a resource file to stage before the process starts.
+type Input struct {
+	_      struct{} `cbor:",toarray"`
+	Source string
+	Path   string
+	Mode   uint32
+}
+
+// Output is a glob to upload after the process ended; When is 0 success,
+// 1 failure, 2 always.
+type Output struct {
+	_       struct{} `cbor:",toarray"`
+	Pattern string
+	Dest    string
+	When    uint8
 }
 
 // Assign hands a task's attempt to the agent.
@@ -139,6 +158,11 @@ type Finished struct {
 	MaxRSS    int64
 	Stdout    []byte
 	Stderr    []byte
+	// StagingErr: inputs or outputs failed to transfer (category staging).
+	StagingErr string
+	// LogBlobs: stdout/stderr were over the inline limit and were uploaded
+	// whole to the data store; Stdout/Stderr then hold only their start.
+	LogBlobs bool
 }
 
 // RevokeAnswer says whether a revoked task was taken back before it started.
@@ -160,12 +184,14 @@ type LogChunk struct {
 // until a ToAgent.AckReports covers the frame's Seq, and sent again after a
 // reconnect; the server applies them idempotently.
 type ToServer struct {
-	Seq      uint64
-	Hello    *Hello
-	Started  []Started
-	Finished []Finished
-	Revoked  []RevokeAnswer
-	Logs     []LogChunk
+	Seq     uint64
+	Hello   *Hello
+	Started []Started
+	// Preparing names attempts whose inputs are being staged.
+	Preparing []Started
+	Finished  []Finished
+	Revoked   []RevokeAnswer
+	Logs      []LogChunk
 }
 
 var (

@@ -207,6 +207,9 @@ func (sess *session) reader() error {
 		e.mu.Lock()
 		c, now, n := e.core, e.now(), sess.node
 		c.Heartbeat(n, now)
+		for _, st := range f.Preparing {
+			c.TaskPreparing(n, st.Ref.Job, st.Ref.Task, st.Ref.Attempt)
+		}
 		for _, st := range f.Started {
 			c.TaskStarted(n, st.Ref.Job, st.Ref.Task, st.Ref.Attempt, time.Unix(0, st.At))
 		}
@@ -216,7 +219,7 @@ func (sess *session) reader() error {
 				JobID: fin.Ref.Job, TaskID: fin.Ref.Task, Attempt: fin.Ref.Attempt, ExitCode: fin.ExitCode,
 				Signal: fin.Signal, TimedOut: fin.TimedOut, Lost: fin.Lost, StartErr: fin.StartErr,
 				StartedAt: fin.StartedAt, EndedAt: fin.EndedAt, UserCPU: fin.UserCPU, SysCPU: fin.SysCPU,
-				MaxRSS: fin.MaxRSS, Stdout: fin.Stdout, Stderr: fin.Stderr,
+				MaxRSS: fin.MaxRSS, Stdout: fin.Stdout, Stderr: fin.Stderr, StagingErr: fin.StagingErr,
 			}, now)
 		}
 		for _, rv := range f.Revoked {
@@ -226,7 +229,7 @@ func (sess *session) reader() error {
 			e.open.acks[sess] = f.Seq
 		}
 		e.mu.Unlock()
-		if len(f.Started)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 {
+		if len(f.Started)+len(f.Preparing)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 {
 			e.kick()
 		}
 	}
@@ -278,10 +281,17 @@ func protoTemplate(k string, j *core.Job, t *core.Template) proto.Template {
 	if wall == 0 {
 		wall = j.MaxWallClock
 	}
-	return proto.Template{
+	pt := proto.Template{
 		Key: k, Job: j.ID, Pool: j.Pool.ID, Command: t.Command, Shell: t.Shell, Env: env,
 		MaxWallClock: int64(wall), Cwd: t.Cwd, Slots: max(t.Req.Slots, 1),
 	}
+	for _, in := range t.Inputs {
+		pt.Inputs = append(pt.Inputs, proto.Input{Source: in.Source, Path: in.Path, Mode: in.Mode})
+	}
+	for _, o := range t.Outputs {
+		pt.Outputs = append(pt.Outputs, proto.Output{Pattern: o.Pattern, Dest: o.Dest, When: uint8(o.When)})
+	}
+	return pt
 }
 
 func (sess *session) flushStaged(uint64) {

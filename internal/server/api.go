@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/blob"
 	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/proto"
 )
@@ -38,6 +40,7 @@ const (
 	user                 // any valid token; jobs are filtered by owner
 	public               // no token (health checks)
 	agent                // the handler authenticates the agent itself
+	data                 // any valid token or a node's own token; bodies streamed without limit
 )
 
 var routeTable = []route{
@@ -75,6 +78,11 @@ var routeTable = []route{
 	{"POST /v1/tokens", admin, (*Server).createToken},
 	{"DELETE /v1/tokens/{name}", admin, (*Server).revokeToken},
 	{"GET /v1/events", user, (*Server).streamEvents},
+	{"GET /v1/data", data, (*Server).listContainers},
+	{"GET /v1/data/{container}", data, (*Server).listData},
+	{"GET /v1/data/{container}/{path...}", data, (*Server).getData},
+	{"PUT /v1/data/{container}/{path...}", data, (*Server).putData},
+	{"DELETE /v1/data/{container}/{path...}", data, (*Server).deleteData},
 }
 
 func (s *Server) routes() http.Handler {
@@ -108,6 +116,10 @@ func (s *Server) serve(rt route) http.HandlerFunc {
 			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
+		if rt.access == data && !s.valid(r) && !s.nodeAuthorized(r) {
+			writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid bearer token", "")
+			return
+		}
 		if err := rt.handle(s, w, r); err != nil {
 			s.writeError(w, err)
 		}
@@ -139,10 +151,22 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
-// authorized reports whether r carries a valid admin token.
-func (s *Server) authorized(r *http.Request) bool {
-	id, ok := s.who(r)
-	return ok && id.admin()
+// nodeAuthorized reports whether the request carries a node's own token
+// ("NODE.SECRET"): agents stage files through the data API with it, so
+// they need no storage credentials.
+func (s *Server) nodeAuthorized(r *http.Request) bool {
+	tok, ok := bearer(r)
+	id, _, cut := strings.Cut(tok, ".")
+	if !ok || !cut {
+		return false
+	}
+	var hash string
+	s.read(func(c *core.Core) {
+		if n := c.Node(id); n != nil {
+			hash = n.TokenHash
+		}
+	})
+	return hash != "" && subtle.ConstantTimeCompare([]byte(hash), []byte(hashToken(tok))) == 1
 }
 
 // httpError carries a status and code for writeError.
@@ -776,6 +800,17 @@ func (s *Server) taskFile(w http.ResponseWriter, r *http.Request) error {
 		data = errb
 	}
 	w.Header().Set("Lote-Log-Final", "true")
+	if len(data) >= blob.MaxInlineLog {
+		// Only the start is stored inline; the agent uploaded the whole log.
+		if rc, err := s.blob.Get(r.Context(), blob.LogRef(jobID, taskID, attempt, stream+".txt")); err == nil {
+			defer rc.Close()
+			if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
+				return nil
+			}
+			_, err = io.Copy(w, rc)
+			return err
+		}
+	}
 	if offset < int64(len(data)) {
 		_, err = w.Write(data[offset:])
 	}

@@ -3,11 +3,15 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
 	"net/http"
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,6 +277,47 @@ func TestClientRoundTrip(t *testing.T) {
 	must(cl.RevokeToken(ctx, "alice"))
 	if list, _ := cl.Tokens(ctx); len(list) != 1 || list[0].RevokedAt == nil {
 		t.Errorf("Tokens after revoke = %+v", list)
+	}
+
+	// The data store: streamed, checksummed, confined.
+	use("PutData")
+	body := "hello data"
+	sum := sha256.Sum256([]byte(body))
+	hexSum := hex.EncodeToString(sum[:])
+	if o, err := cl.PutData(ctx, "inputs", "dir/a.txt", strings.NewReader(body), int64(len(body)), hexSum); err != nil || o.SHA256 != hexSum || o.SizeBytes != int64(len(body)) {
+		t.Errorf("PutData = %+v, %v", o, err)
+	}
+	if _, err := cl.PutData(ctx, "inputs", "dir/b.txt", strings.NewReader("other"), 5, hexSum); !api.IsStatus(err, http.StatusBadRequest) {
+		t.Errorf("PutData with a wrong checksum: %v, want 400", err)
+	}
+	if _, err := cl.PutData(ctx, "inputs", "../escape", strings.NewReader("x"), 1, ""); err == nil {
+		t.Errorf("PutData ../escape accepted")
+	}
+	use("GetData")
+	rd, err := cl.GetData(ctx, "inputs", "dir/a.txt", false)
+	if err != nil {
+		t.Fatalf("GetData: %v", err)
+	}
+	got, _ := io.ReadAll(rd)
+	rd.Close()
+	if string(got) != body || rd.SHA256 != hexSum || rd.ContentKey == "" {
+		t.Errorf("GetData = %q sha %q key %q", got, rd.SHA256, rd.ContentKey)
+	}
+	if _, err := cl.GetData(ctx, "inputs", "dir/b.txt", true); !api.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("GetData of a refused put: %v, want 404", err)
+	}
+	use("ListData")
+	if l, err := cl.ListData(ctx, "inputs", "dir/", false, ""); err != nil || len(l.Objects) != 1 || l.Objects[0].Path != "dir/a.txt" {
+		t.Errorf("ListData = %+v, %v", l, err)
+	}
+	use("DataContainers")
+	if l, err := cl.DataContainers(ctx); err != nil || len(l.Objects) != 1 || l.Objects[0].Container != "inputs" {
+		t.Errorf("DataContainers = %+v, %v", l, err)
+	}
+	use("DeleteData")
+	must(cl.DeleteData(ctx, "inputs", "dir/a.txt"))
+	if err := cl.DeleteData(ctx, "inputs", "dir/a.txt"); !api.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("DeleteData twice: %v, want 404", err)
 	}
 
 	// Deletes.

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/lotehq/lote/api"
 	"github.com/lotehq/lote/internal/arrayspec"
+	"github.com/lotehq/lote/internal/blob"
 	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/placeholder"
 )
@@ -221,6 +223,13 @@ func template(in *api.TaskSpec, jobRetries int, field string) (core.Template, er
 		if err := placeholder.Check(in.Cwd); err != nil {
 			return t, invalid(field+"cwd", "%v", err)
 		}
+	}
+	var err error
+	if t.Inputs, err = inputFiles(in.Inputs, field); err != nil {
+		return t, err
+	}
+	if t.Outputs, err = outputFiles(in.Outputs, field); err != nil {
+		return t, err
 	}
 	if in.MaxRetries != nil {
 		if *in.MaxRetries < -1 {
@@ -545,4 +554,88 @@ func taskOut(t *core.Task, withAttempts bool) api.Task {
 		}
 	}
 	return out
+}
+
+// maxFiles bounds the inputs or outputs of one task.
+const maxFiles = 1000
+
+// checkSource validates an input source: data://C/P, a data://C/prefix/, or
+// an http(s) URL.
+func checkSource(src string) error {
+	if strings.HasPrefix(src, blob.Scheme) {
+		_, err := blob.ParseRef(src)
+		return err
+	}
+	u, err := url.Parse(src)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: must be data://CONTAINER/PATH, data://CONTAINER/PREFIX/ or an http(s):// URL", clip(src))
+	}
+	return nil
+}
+
+// inputFiles validates resource files. Paths are checked here as written
+// (placeholders included) and again by the agent once expanded.
+func inputFiles(in []api.InputFile, field string) ([]core.InputFile, error) {
+	if len(in) > maxFiles {
+		return nil, invalid(field+"inputs", "at most %d input files", maxFiles)
+	}
+	var out []core.InputFile
+	for i, f := range in {
+		fp := fmt.Sprintf("%sinputs[%d].", field, i)
+		if err := checkSource(f.Source); err != nil {
+			return nil, invalid(fp+"source", "%v", err)
+		}
+		if err := placeholder.Check(f.Source); err != nil {
+			return nil, invalid(fp+"source", "%v", err)
+		}
+		prefix := strings.HasPrefix(f.Source, blob.Scheme) && strings.HasSuffix(f.Source, "/")
+		if !(prefix && (f.Path == "." || f.Path == "./")) {
+			if err := blob.CheckPath(strings.TrimSuffix(f.Path, "/")); err != nil {
+				return nil, invalid(fp+"path", "%v (relative to the task's working directory)", err)
+			}
+		}
+		if err := placeholder.Check(f.Path); err != nil {
+			return nil, invalid(fp+"path", "%v", err)
+		}
+		mode, err := api.ParseMode(f.Mode)
+		if err != nil {
+			return nil, invalid(fp+"mode", "%v", err)
+		}
+		out = append(out, core.InputFile{Source: f.Source, Path: f.Path, Mode: mode})
+	}
+	return out, nil
+}
+
+// outputFiles validates output files: patterns confined to the working
+// directory, destinations in the data store.
+func outputFiles(in []api.OutputFile, field string) ([]core.OutputFile, error) {
+	if len(in) > maxFiles {
+		return nil, invalid(field+"outputs", "at most %d output files", maxFiles)
+	}
+	var out []core.OutputFile
+	for i, f := range in {
+		fp := fmt.Sprintf("%soutputs[%d].", field, i)
+		if err := blob.CheckPath(f.Pattern); err != nil {
+			return nil, invalid(fp+"pattern", "%v (relative to the task's working directory)", err)
+		}
+		if err := placeholder.Check(f.Pattern); err != nil {
+			return nil, invalid(fp+"pattern", "%v", err)
+		}
+		r, err := blob.ParseRef(f.Destination)
+		if err != nil {
+			return nil, invalid(fp+"destination", "%v", err)
+		}
+		if r.Path == "" {
+			return nil, invalid(fp+"destination", "name a path or a prefix ending in / inside the container")
+		}
+		if err := placeholder.Check(f.Destination); err != nil {
+			return nil, invalid(fp+"destination", "%v", err)
+		}
+		when, ok := core.ParseUploadWhen(f.When)
+		if !ok {
+			return nil, invalid(fp+"when", "must be success, failure or always")
+		}
+		out = append(out, core.OutputFile{Pattern: f.Pattern, Dest: f.Destination, When: when})
+	}
+	return out, nil
 }

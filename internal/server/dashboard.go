@@ -42,10 +42,14 @@ func (s *Server) uiToken(r *http.Request) (string, bool) {
 	return tok, true
 }
 
-// tokenValid says whether the API accepts tok.
+// tokenValid says whether the API accepts tok (an admin or a user token).
 func (s *Server) tokenValid(tok string) bool {
-	r := &http.Request{Header: http.Header{"Authorization": {"Bearer " + tok}}}
-	return s.authorized(r)
+	_, ok := s.tokenIdentity(tok)
+	return ok
+}
+
+func (s *Server) tokenIdentity(tok string) (identity, bool) {
+	return s.who(&http.Request{Header: http.Header{"Authorization": {"Bearer " + tok}}})
 }
 
 // uiHeaders are sent with every dashboard page and file: scripts and styles
@@ -163,10 +167,16 @@ func (s *Server) uiAPI(w http.ResponseWriter, r *http.Request) error {
 }
 
 // uiNodeTasks lists the tasks a node holds now (assigned, preparing or
-// running), for the node view: the REST API has no such list yet.
+// running), for the node view: the REST API has no such list yet. Like the
+// node itself it is for admins.
 func (s *Server) uiNodeTasks(w http.ResponseWriter, r *http.Request) error {
-	if _, ok := s.uiToken(r); !ok {
+	tok, ok := s.uiToken(r)
+	if !ok {
 		writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "not signed in", "")
+		return nil
+	}
+	if id, _ := s.tokenIdentity(tok); !id.admin() {
+		writeErr(w, http.StatusForbidden, "forbidden", "needs an admin token", "")
 		return nil
 	}
 	out := api.TaskList{Version: api.Version, Tasks: []api.Task{}}

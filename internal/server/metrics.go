@@ -55,11 +55,11 @@ func newMetrics(e *engine) *metrics {
 		jobs: map[string]*jobFacts{},
 		schedPass: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "scheduler_pass_seconds", Help: "Duration of one scheduling pass over every pool.",
-			Buckets: prometheus.ExponentialBuckets(5e-6, 4, 11),
+			Buckets: []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, .01, .025, .05, .1, .25, 1},
 		}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "store_commit_seconds", Help: "Duration of one group commit to the store.",
-			Buckets: prometheus.ExponentialBuckets(50e-6, 3, 12),
+			Buckets: []float64{1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 		commitTasks: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "store_commit_tasks", Help: "Task records written by one group commit.",
@@ -68,11 +68,11 @@ func newMetrics(e *engine) *metrics {
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "task_queue_wait_seconds",
 			Help:    "Time from a task becoming ready (submitted, or its previous attempt ended) to its attempt starting.",
-			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 12),
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600},
 		}, []string{"pool"}),
 		runTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "task_run_seconds", Help: "Run time of task attempts that ended, by result.",
-			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 13),
+			Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600},
 		}, []string{"pool", "result"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "task_attempts_ended_total",

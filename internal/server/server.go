@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/blob"
 	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/store"
 	"github.com/lotehq/lote/internal/store/sqlite"
@@ -31,6 +32,7 @@ type Config struct {
 	Dir              string        // data directory: database, TLS material, client.json
 	Listen           string        // host:port; default 127.0.0.1:7411
 	Store            string        // store URL; default sqlite in Dir
+	Blob             string        // data store URL (gocloud.dev/blob: s3://, file://, mem://); default a folder in Dir
 	HeartbeatTimeout time.Duration // default 30 s
 	CommitInterval   time.Duration // minimum time between group commits; default 2 ms
 	// RateLimit is each token's sustained API requests per second (bursts
@@ -56,6 +58,7 @@ type Server struct {
 	log      *slog.Logger
 	eng      *engine
 	st       store.Store
+	blob     *blob.Store
 	ln       net.Listener
 	http     *http.Server
 	url      string
@@ -95,7 +98,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, st: st, stopping: make(chan struct{})}
+	bs, err := blob.Open(ctx, cfg.Blob, cfg.Dir)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: --blob: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, st: st, blob: bs, stopping: make(chan struct{})}
 	if err := s.load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -368,6 +376,9 @@ func (s *Server) Close() error {
 	}
 	if s.ln != nil {
 		s.ln.Close()
+	}
+	if s.blob != nil {
+		err = errors.Join(err, s.blob.Close())
 	}
 	return errors.Join(err, s.st.Close())
 }

@@ -28,7 +28,8 @@ import (
 // message with the position the stream scanned to, so a filtered stream
 // that matched nothing for a while still resumes where it was. The stream
 // ends when the client goes away or the server stops; with ?follow=false,
-// once the events that existed when it started were sent.
+// once the events that existed when it started were sent. A user token
+// sees the task and job events of its own jobs only.
 
 // sseKeepAlive is how often an idle stream sends a keep-alive.
 var sseKeepAlive = 15 * time.Second
@@ -109,6 +110,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	caller := callerOf(r.Context())
 	h := s.eng.events
 	oldest, newest := h.oldest(), h.last()
 	pos, lost := newest, false
@@ -157,9 +159,10 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 			writeSSE(bw, "gap", resumed, map[string]uint64{"after": pos, "resumed_after": resumed})
 			pos, sent = resumed, resumed
 		}
+		vis := s.visibleJobs(caller, evs)
 		for i := range evs {
 			pos = evs[i].ID
-			if f.match(&evs[i]) {
+			if f.match(&evs[i]) && (vis == nil || evs[i].JobID == "" || vis[lower(evs[i].JobID)]) {
 				writeSSE(bw, "", pos, eventOut(&evs[i]))
 				sent = pos
 			}
@@ -194,6 +197,27 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// visibleJobs says which jobs of evs the caller may see, reading owners
+// under the engine lock once per batch; nil means all (an admin). Pool and
+// node events are for everyone, as pools and their nodes are.
+func (s *Server) visibleJobs(caller identity, evs []Event) map[string]bool {
+	if caller.admin() || len(evs) == 0 {
+		return nil
+	}
+	vis := map[string]bool{}
+	s.read(func(c *core.Core) {
+		for i := range evs {
+			k := lower(evs[i].JobID)
+			if _, done := vis[k]; done || k == "" {
+				continue
+			}
+			j := c.Job(k)
+			vis[k] = j != nil && visible(caller, j)
+		}
+	})
+	return vis
 }
 
 // tailStart is where a stream starts to replay the last n kept events

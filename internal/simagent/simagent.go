@@ -108,23 +108,24 @@ func node(ctx context.Context, cfg Config, name string, st *Stats) error {
 			st.Finished.Add(int64(len(f.Finished)))
 		}
 	}()
+	// The welcome frame may already carry the first assignments.
+	f := w
 	for {
-		var f proto.ToAgent
+		if len(f.Assign) > 0 {
+			now := time.Now().UnixNano()
+			mu.Lock()
+			for _, a := range f.Assign {
+				pending = append(pending, proto.Finished{Ref: a.Ref, StartedAt: now, EndedAt: now})
+			}
+			mu.Unlock()
+			select {
+			case notify <- struct{}{}:
+			default:
+			}
+		}
+		f = proto.ToAgent{}
 		if err := read(ctx, conn, &f); err != nil {
 			return err
-		}
-		if len(f.Assign) == 0 {
-			continue
-		}
-		now := time.Now().UnixNano()
-		mu.Lock()
-		for _, a := range f.Assign {
-			pending = append(pending, proto.Finished{Ref: a.Ref, StartedAt: now, EndedAt: now})
-		}
-		mu.Unlock()
-		select {
-		case notify <- struct{}{}:
-		default:
 		}
 	}
 }

@@ -31,6 +31,7 @@ type Config struct {
 	Dir              string
 	Listen           string
 	Store            string
+	Blob             string // data store URL; default a folder in Dir
 	Nodes            int
 	Slots            int
 	HeartbeatTimeout time.Duration
@@ -50,7 +51,8 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	srv, err := server.Start(ctx, server.Config{
-		Dir: cfg.Dir, Listen: cfg.Listen, Store: cfg.Store, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: log,
+		Blob: cfg.Blob,
+		Dir:  cfg.Dir, Listen: cfg.Listen, Store: cfg.Store, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: log,
 		RateLimit: cfg.RateLimit,
 	})
 	if err != nil {

@@ -29,6 +29,12 @@
     }
     return e;
   }
+  // fill replaces an element's children, skipping empty ones (DOM's own
+  // replaceChildren would show null as text).
+  function fill(e, ...children) {
+    e.replaceChildren();
+    return append(e, children);
+  }
   const svgNS = "http://www.w3.org/2000/svg";
   function svg(tag, attrs) {
     const e = document.createElementNS(svgNS, tag);
@@ -247,7 +253,7 @@
         if (!pools.length) cards.push(el("p", { class: "empty", text: "No pools yet. Create one with `lote pool create` or start with `lote up`." }));
         document.getElementById("pools-sub").textContent =
           `${pools.length} pool${pools.length === 1 ? "" : "s"} · ${fmtInt(total)} node${total === 1 ? "" : "s"}`;
-        box.replaceChildren(...cards);
+        fill(box, ...cards);
       },
     });
   }
@@ -255,21 +261,26 @@
   function poolCard(p, nodes) {
     const counts = {};
     for (const n of nodes) counts[n.state] = (counts[n.state] || 0) + 1;
-    const busySlots = nodes.reduce((s, n) => s + n.running_tasks + n.assigned_tasks, 0);
-    const slots = nodes.reduce((s, n) => s + (n.state === "unreachable" ? 0 : n.slots), 0);
+    const live = nodes.filter((n) => n.state !== "unreachable");
+    const running = live.reduce((s, n) => s + n.running_tasks, 0);
+    const queued = live.reduce((s, n) => s + n.assigned_tasks, 0);
+    const slots = live.reduce((s, n) => s + n.slots, 0);
     const legend = el("ul", { class: "state-counts", "aria-label": "Nodes by state" },
       nodeStates.filter((s) => counts[s]).map((s) =>
         el("li", { "data-state": s }, el("span", { class: "swatch sw-" + s, "aria-hidden": "true" }),
           s.replaceAll("_", " ") + " ", el("b", { text: counts[s] }))));
     if (!nodes.length) legend.append(el("li", { text: "no nodes joined yet" }));
-    const tiles = el("ul", { class: "heatmap", "aria-label": `Nodes of pool ${p.id}` },
+    // Few nodes get big tiles that say their slot use; many get small ones.
+    const big = nodes.length <= 64;
+    const tiles = el("ul", { class: "heatmap" + (big ? " big" : ""), "aria-label": `Nodes of pool ${p.id}` },
       nodes.map((n) => {
-        const busy = n.running_tasks + n.assigned_tasks;
-        const use = n.slots ? Math.min(busy / n.slots, 1) : 0;
+        const use = n.slots ? Math.min(n.running_tasks / n.slots, 1) : 0;
         const label = `${n.id}: ${n.state.replaceAll("_", " ")}` +
-          (n.state === "running" ? `, ${busy} of ${n.slots} slots busy` : "") + (n.drained ? ", drained" : "");
-        const a = el("a", { class: "tile s-" + n.state, href: nodeHref(n.id), "aria-label": label, title: label,
-          "data-node": n.id, "data-state": n.state, "data-use": use.toFixed(2) });
+          (n.state === "running" ? `, ${n.running_tasks} of ${n.slots} slots running` : "") +
+          (n.assigned_tasks ? `, ${n.assigned_tasks} queued` : "") + (n.drained ? ", drained" : "");
+        const a = el("a", { class: "tile s-" + n.state + (use > 0.5 ? " dark" : ""), href: nodeHref(n.id), "aria-label": label, title: label,
+          "data-node": n.id, "data-state": n.state, "data-use": use.toFixed(2) },
+        big ? el("span", { class: "tile-text", "aria-hidden": "true", text: n.state === "running" ? `${n.running_tasks}/${n.slots}` : "" }) : null);
         a.style.setProperty("--use", use.toFixed(3));
         return el("li", {}, a);
       }));
@@ -278,11 +289,12 @@
         el("h2", { id: "pool-" + p.id, text: p.id }),
         el("span", { class: "meta", text:
           `${p.provider} · ${p.slots_per_node ? p.slots_per_node + " slots per node" : "slots = cores"} · ${p.fill_policy} · ` +
-          `target ${p.target_nodes}, current ${p.current_nodes} · ${busySlots} of ${slots} slots busy` })),
+          `target ${p.target_nodes}, current ${p.current_nodes}` }),
+        el("span", { class: "meta slot-use", text: `${fmtInt(running)} of ${fmtInt(slots)} slots running` + (queued ? ` · ${fmtInt(queued)} queued on nodes` : "") })),
       legend, tiles,
-      el("p", { class: "meta" }, el("span", { class: "swatch sw-running-low", "aria-hidden": "true" }), " → ",
+      el("p", { class: "meta hint" }, el("span", { class: "swatch sw-running-low", "aria-hidden": "true" }), " → ",
         el("span", { class: "swatch sw-running", "aria-hidden": "true" }),
-        " running nodes darken as their slots fill. Select a node for its tasks and events."));
+        " a running node darkens as its slots fill. Select a node for its tasks and events."));
   }
 
   // ---- jobs -------------------------------------------------------------
@@ -340,7 +352,7 @@
         clearError();
         jobs.sort((a, b) => (b.created_at > a.created_at ? 1 : b.created_at < a.created_at ? -1 : 0));
         summary.textContent = `${jobs.length} job${jobs.length === 1 ? "" : "s"}`;
-        body.replaceChildren(...jobs.map((j) => {
+        fill(body, ...jobs.map((j) => {
           const c = j.task_counts;
           return el("tr", { "data-job": j.id },
             el("td", {}, link(jobHref(j.id), j.id)),
@@ -388,7 +400,8 @@
     let sort = { key: null, dir: 1 };
     let tasks = [];
     const samples = []; // {t, running} for the chart
-    const head = el("div"), countsBox = el("div"), chartBox = el("div"), tbody = el("tbody");
+    let backfilled = false;
+    const head = el("div"), countsBox = el("div"), chartBox = el("div", { class: "chart-box" }), tbody = el("tbody");
     const pageInfo = el("span", { role: "status" });
     const prev = el("button", { type: "button", class: "quiet", text: "← Previous", onclick: () => go(page - 1) });
     const nextBtn = el("button", { type: "button", class: "quiet", text: "Next →", onclick: () => go(page + 1) });
@@ -401,7 +414,7 @@
       v.refresh.now();
     }
     function drawHead() {
-      headRow.replaceChildren(...columns.map(([key, label]) => {
+      fill(headRow, ...columns.map(([key, label]) => {
         if (!key) return el("th", { scope: "col", text: label });
         const th = el("th", { scope: "col", class: key === "attempts" ? "num" : null,
           "aria-sort": sort.key === key ? (sort.dir > 0 ? "ascending" : "descending") : "none" },
@@ -427,7 +440,7 @@
           el("td", { text: fmtDur(duration(t)) }),
           el("td", { class: "meta", text: (t.pending_reason || "").replaceAll("_", " ") || "–" })));
       }
-      tbody.replaceChildren(frag);
+      fill(tbody, frag);
       if (!rows.length) tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty", text: "No tasks match this filter." })));
     }
     const form = el("form", { class: "filters", "aria-label": "Filter tasks", onsubmit: (e) => e.preventDefault() },
@@ -466,19 +479,23 @@
       nextBtn.disabled = !next;
       main.dataset.loadedMs = Math.round(performance.now() - t0);
       main.dataset.loaded = filter + ":" + page + ":" + tasks.length;
+      if (!backfilled) {
+        backfilled = true;
+        backfill(signal).catch(() => { /* the chart starts now instead */ });
+      }
     }
 
     function drawJob(j) {
       document.title = `Job ${j.id} · Lote`;
       const c = j.task_counts;
       sample(c.running);
-      head.replaceChildren(
+      fill(head,
         el("div", { class: "crumbs" }, link("#/jobs", "Jobs"), " / ", j.id),
         el("div", { class: "view-head" }, el("h1", { text: "Job " + j.id }), badge(j.state),
           el("p", { class: "sub" }, "pool ", link("#/pools", j.pool_id), ` · priority ${j.priority} · created ${fmtTime(j.created_at)}` +
             (j.completed_at ? ` · completed ${fmtTime(j.completed_at)}` : "") +
             (j.tags ? " · " + Object.entries(j.tags).map(([k, v]) => `${k}=${v}`).join(", ") : ""))));
-      countsBox.replaceChildren(progressBar(c, true),
+      fill(countsBox, progressBar(c, true),
         el("ul", { class: "counts", "aria-label": "Tasks by state" },
           [["total", totalOf(c)], ["waiting", c.active], ["assigned", c.assigned + c.preparing], ["running", c.running],
             ["succeeded", c.succeeded], ["failed", c.failed]].map(([k, n]) => el("li", { "data-count": k }, k + " ", el("b", { text: fmtInt(n) })))),
@@ -495,18 +512,20 @@
     }
 
     function drawChart() {
-      const W = 600, H = 140, L = 40, B = 20, T = 8;
-      const s = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
+      const W = Math.max(chartBox.clientWidth || 600, 300), H = 140, L = 44, B = 22, T = 10, R = 8;
+      const s = svg("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img" });
       const now = Date.now();
-      const t0 = samples.length ? Math.min(samples[0].t, now - 60e3) : now - 60e3;
+      // From the first sample (the job's start, when the events reach back
+      // that far), at least ten seconds wide.
+      const t0 = Math.min(samples.length ? samples[0].t : now, now - 10e3);
       const maxY = Math.max(1, ...samples.map((p) => p.running));
-      const x = (t) => L + ((t - t0) / Math.max(now - t0, 1)) * (W - L - 4);
+      const x = (t) => L + ((t - t0) / Math.max(now - t0, 1)) * (W - L - R);
       const y = (n) => T + (1 - n / maxY) * (H - T - B);
-      s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B }),
-        svg("line", { class: "grid", x1: L, y1: y(maxY), x2: W, y2: y(maxY) }));
+      s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }),
+        svg("line", { class: "grid", x1: L, y1: y(maxY), x2: W - R, y2: y(maxY) }));
       const lbl = (tx, ty, text, anchor) => { const e = svg("text", { x: tx, y: ty, "text-anchor": anchor || "start" }); e.textContent = text; return e; };
       s.append(lbl(L - 6, y(maxY) + 4, fmtInt(maxY), "end"), lbl(L - 6, H - B + 4, "0", "end"),
-        lbl(L, H - 4, fmtTime(new Date(t0).toISOString())), lbl(W - 2, H - 4, "now", "end"));
+        lbl(L, H - 5, fmtTime(new Date(t0).toISOString())), lbl(W - R, H - 5, "now", "end"));
       if (samples.length) {
         // A step line: the count holds until the next sample.
         let d = "";
@@ -518,7 +537,38 @@
       }
       const lastN = samples.length ? samples[samples.length - 1].running : 0;
       s.setAttribute("aria-label", `Running tasks over the last ${fmtDur(now - t0)}: now ${lastN}, at most ${maxY}`);
-      chartBox.replaceChildren(el("h3", { text: "Running tasks while this page is open" }), s);
+      fill(chartBox, el("h3", { text: "Running tasks" }), s);
+    }
+
+    // backfill rebuilds the recent past of the chart from the job's last
+    // task events, walking back from the running count at page load: each
+    // event moves one task from its previous state to the event's.
+    async function backfill(signal) {
+      const r = await get("/events?" + new URLSearchParams({ job: jobID, kind: "task", tail: 5000, follow: "false" }), signal);
+      const evs = (await r.text()).split("\n\n").map((m) => {
+        if (!/^id: /m.test(m) || /^event: /m.test(m)) return null;
+        const line = m.split("\n").find((l) => l.startsWith("data: "));
+        return line ? JSON.parse(line.slice(6)) : null;
+      }).filter(Boolean);
+      if (!evs.length || !samples.length) return;
+      const prev = new Array(evs.length), seen = new Map();
+      evs.forEach((ev, i) => { prev[i] = seen.get(ev.task_id); seen.set(ev.task_id, i); });
+      let n = samples[0].running;
+      const past = [];
+      for (let i = evs.length - 1; i >= 0; i--) {
+        const ev = evs[i], t = Date.parse(ev.time);
+        if (t >= samples[0].t) continue;
+        past.push({ t, running: n });
+        // Events carry the state a batch left a task in, so a quick task
+        // can go from assigned to completed with no running event; a task
+        // first seen in the window is taken as not running before it.
+        const before = prev[i] !== undefined ? evs[prev[i]].state : "";
+        n += (before === "running" ? 1 : 0) - (ev.state === "running" ? 1 : 0);
+        n = Math.max(n, 0);
+      }
+      past.push({ t: Date.parse(evs[0].time) - 1, running: n });
+      samples.unshift(...past.reverse().filter((p, i, a) => i === a.length - 1 || p.t !== a[i + 1].t));
+      drawChart();
     }
 
     drawHead();
@@ -577,7 +627,7 @@
         }
         logStatus.textContent = `attempt ${a} · ${fmtBytes(offset) === "–" ? "0 B" : fmtBytes(offset)}` + (final ? " · complete" : " · following");
         pre.dataset.bytes = offset;
-        dl.replaceChildren(el("a", { href: `/ui/v1/jobs/${enc(jobID)}/tasks/${enc(taskID)}/files/${stream}.txt?attempt=${a}`, download: `${taskID}-${a}-${stream}.txt`, text: "Download " + stream }));
+        fill(dl, el("a", { href: `/ui/v1/jobs/${enc(jobID)}/tasks/${enc(taskID)}/files/${stream}.txt?attempt=${a}`, download: `${taskID}-${a}-${stream}.txt`, text: "Download " + stream }));
       } catch (e) {
         if (!(e instanceof SignedOut)) logStatus.textContent = "Log unavailable: " + e.message;
       } finally { logBusy = false; }
@@ -593,14 +643,14 @@
         if (follow && attempt) { attempt = 0; }
         if (follow) { resetLog(); }
       }
-      attemptSel.replaceChildren(el("option", { value: 0, selected: attempt === 0, text: "latest" + (latest ? ` (#${latest})` : "") }),
+      fill(attemptSel, el("option", { value: 0, selected: attempt === 0, text: "latest" + (latest ? ` (#${latest})` : "") }),
         ...atts.map((a) => el("option", { value: a.number, selected: attempt === a.number, text: "#" + a.number })));
-      head.replaceChildren(
+      fill(head,
         el("div", { class: "crumbs" }, link("#/jobs", "Jobs"), " / ", link(jobHref(jobID), jobID), " / ", t.id),
         el("div", { class: "view-head" }, el("h1", { text: "Task " + t.id }), taskOutcome(t),
           el("p", { class: "sub", text: `job ${jobID}` + (t.index !== undefined ? ` · index ${t.index}` : "") })));
       const why = last && last.result === "failure" ? last.message || last.failure_category : "";
-      facts.replaceChildren(
+      fill(facts,
         why && t.state === "completed" ? el("p", { class: "failure", role: "note" }, el("b", { text: "Failed: " }), why) : null,
         el("dl", { class: "facts" },
           el("dt", { text: "State" }), el("dd", {}, badge(t.state), t.pending_reason ? ` waiting: ${t.pending_reason.replaceAll("_", " ")}` : ""),
@@ -611,7 +661,7 @@
           el("dt", { text: "Started" }), el("dd", { text: fmtTime(t.started_at) }),
           el("dt", { text: "Ended" }), el("dd", { text: fmtTime(t.ended_at) }),
           el("dt", { text: "Duration" }), el("dd", { text: fmtDur(duration(t)) })));
-      attemptsBox.replaceChildren(el("div", { class: "table-wrap" }, el("table", { "aria-label": "Attempts" },
+      fill(attemptsBox, el("div", { class: "table-wrap" }, el("table", { "aria-label": "Attempts" },
         el("thead", {}, el("tr", {}, ["#", "Node", "Assigned", "Started", "Ended", "Run time", "Result", "Exit", "CPU", "Max RSS", "Reason"]
           .map((h) => el("th", { scope: "col", text: h })))),
         el("tbody", {}, atts.length ? atts.map((a) => el("tr", {},
@@ -692,19 +742,19 @@
         ]);
         clearError();
         document.title = `Node ${n.id} · Lote`;
-        head.replaceChildren(
+        fill(head,
           el("div", { class: "crumbs" }, link("#/pools", "Pools"), " / ", n.pool_id, " / ", n.id),
           el("div", { class: "view-head" }, el("h1", { text: "Node " + n.id }), badge(n.state),
             el("p", { class: "sub", text: `pool ${n.pool_id} · ${n.hostname}` })));
-        facts.replaceChildren(...[
+        fill(facts, ...[
           ["State", n.state.replaceAll("_", " ") + (n.drained ? " (drained)" : "")],
           ["Connected", n.connected ? "yes" : "no"],
-          ["Slots", `${n.running_tasks} running, ${n.assigned_tasks} assigned, of ${n.slots}`],
+          ["Slots", `${n.running_tasks} of ${n.slots} running` + (n.assigned_tasks ? `, ${n.assigned_tasks} more queued on the node` : "")],
           ["Cores", n.cores], ["Memory", fmtBytes(n.memory_bytes)],
           ["Labels", n.labels ? Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "–"],
           ["Joined", fmtTime(n.joined_at)], ["Last heard from", fmtTime(n.last_seen_at)],
         ].flatMap(([k, val]) => [el("dt", { text: k }), el("dd", { text: val })]));
-        tasksBody.replaceChildren(...list.tasks.map((t) => el("tr", {},
+        fill(tasksBody, ...list.tasks.map((t) => el("tr", {},
           el("td", {}, link(taskHref(t.job_id, t.id), t.id)), el("td", {}, link(jobHref(t.job_id), t.job_id)),
           el("td", {}, badge(t.state)), el("td", { text: t.attempt }), el("td", { text: fmtDur(duration(t)) }))));
         if (!list.tasks.length) tasksBody.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: "No tasks on this node now." })));
