@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -223,4 +224,36 @@ func (c *Core) RemoveNode(n *Node) error {
 	n.Pool.removeNode(n)
 	c.fx.DeleteNode(n)
 	return nil
+}
+
+// Purge deletes completed jobs, oldest first, that are past maxAge (when
+// maxAge > 0) or that keep the completed jobs' tasks above maxTasks (when
+// maxTasks > 0), as Slurm's MinJobAge and MaxJobCount do: memory for
+// finished work stays bounded however long the server runs. Active jobs are
+// never purged. It returns the IDs it deleted.
+func (c *Core) Purge(now time.Time, maxAge time.Duration, maxTasks int) []string {
+	if maxAge <= 0 && maxTasks <= 0 {
+		return nil
+	}
+	var done []*Job
+	total := 0
+	for _, j := range c.jobList {
+		if j.State == JobCompleted {
+			done = append(done, j)
+			total += j.total()
+		}
+	}
+	slices.SortStableFunc(done, func(a, b *Job) int { return cmp.Compare(a.CompletedAt, b.CompletedAt) })
+	var purged []string
+	for _, j := range done {
+		old := maxAge > 0 && now.Sub(time.Unix(0, j.CompletedAt)) > maxAge
+		over := maxTasks > 0 && total > maxTasks
+		if !old && !over {
+			break
+		}
+		total -= j.total()
+		c.DeleteJob(j, now)
+		purged = append(purged, j.ID)
+	}
+	return purged
 }

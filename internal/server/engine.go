@@ -46,7 +46,12 @@ type engine struct {
 	// company, which bounds the fixed cost of transactions and fsyncs under
 	// load while adding little latency.
 	minInterval time.Duration
-	lastCommit  time.Time
+
+	// Completed jobs are purged past purgeAge or beyond purgeTasks tasks
+	// (0 = no limit): the bound on memory for finished work.
+	purgeAge   time.Duration
+	purgeTasks int
+	lastCommit time.Time
 }
 
 type commitStats struct {
@@ -209,7 +214,11 @@ func (e *engine) run(ctx context.Context) {
 		case <-tick.C:
 			e.mu.Lock()
 			lost := e.core.Tick(e.now())
+			purged := e.core.Purge(e.now(), e.purgeAge, e.purgeTasks)
 			e.mu.Unlock()
+			if len(purged) > 0 {
+				e.log.Info("purged completed jobs", "jobs", len(purged), "first", purged[0])
+			}
 			for _, n := range lost {
 				if sess := e.session(n.ID); sess != nil {
 					sess.cancel()

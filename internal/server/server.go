@@ -35,6 +35,13 @@ type Config struct {
 	Blob             string        // data store URL (gocloud.dev/blob: s3://, file://, mem://); default a folder in Dir
 	HeartbeatTimeout time.Duration // default 30 s
 	CommitInterval   time.Duration // minimum time between group commits; default 2 ms
+	// CompletedJobRetention deletes completed jobs (records and logs) this
+	// long after they completed; 0 keeps them until deleted.
+	CompletedJobRetention time.Duration
+	// MaxCompletedTasks bounds the tasks of completed jobs kept: past it the
+	// oldest completed jobs are deleted. 0 means DefaultMaxCompletedTasks;
+	// negative means no bound.
+	MaxCompletedTasks int
 	// RateLimit is each token's sustained API requests per second (bursts
 	// of twice that); 0 means no limit.
 	RateLimit float64
@@ -43,6 +50,10 @@ type Config struct {
 	Logger    *slog.Logger
 	Now       func() time.Time
 }
+
+// DefaultMaxCompletedTasks bounds the memory completed jobs hold (about
+// 200 bytes a task): past it the oldest completed jobs are deleted.
+const DefaultMaxCompletedTasks = 10_000_000
 
 // DefaultRateLimit is each token's default sustained API request rate: far
 // above what the CLI or a polling workflow engine needs, low enough that one
@@ -90,6 +101,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxCompletedTasks == 0 {
+		cfg.MaxCompletedTasks = DefaultMaxCompletedTasks
 	}
 	if cfg.CommitInterval == 0 {
 		cfg.CommitInterval = 2 * time.Millisecond
@@ -171,7 +185,8 @@ func (s *Server) load(ctx context.Context) error {
 		store: s.st, log: s.log, now: s.cfg.Now,
 		kickc: make(chan struct{}, 1), waitc: make(chan struct{}), open: newBatch(1), seq: 1,
 		minInterval: s.cfg.CommitInterval,
-		events:      newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
+		purgeAge:    s.cfg.CompletedJobRetention, purgeTasks: max(s.cfg.MaxCompletedTasks, 0),
+		events: newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
 	}
 	s.eng.obs = newMetrics(s.eng)
 	c, err := core.Restore(core.Config{HeartbeatTimeout: s.cfg.HeartbeatTimeout}, s.eng, snap, s.cfg.Now())

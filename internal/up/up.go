@@ -36,8 +36,12 @@ type Config struct {
 	Slots            int
 	HeartbeatTimeout time.Duration
 	RateLimit        float64 // API requests per second per token; 0 = unlimited
-	Exe              string  // the lote binary to start agents with
-	Logger           *slog.Logger
+	// CompletedJobRetention and MaxCompletedTasks bound what completed jobs
+	// keep (see server.Config).
+	CompletedJobRetention time.Duration
+	MaxCompletedTasks     int
+	Exe                   string // the lote binary to start agents with
+	Logger                *slog.Logger
 	// Ready, when set, is called once the server listens and the agents were
 	// started.
 	Ready func(s *server.Server)
@@ -53,7 +57,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv, err := server.Start(ctx, server.Config{
 		Blob: cfg.Blob,
 		Dir:  cfg.Dir, Listen: cfg.Listen, Store: cfg.Store, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: log,
-		RateLimit: cfg.RateLimit,
+		RateLimit: cfg.RateLimit, CompletedJobRetention: cfg.CompletedJobRetention, MaxCompletedTasks: cfg.MaxCompletedTasks,
 	})
 	if err != nil {
 		return err
