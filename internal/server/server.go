@@ -235,12 +235,12 @@ func (s *Server) listen() error {
 		}
 		certFile, keyFile, s.caFile = m.CertFile, m.KeyFile, m.CAFile
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	certs, err := tlsutil.NewReloader(certFile, keyFile)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server: loading TLS certificate: %w", err)
 	}
-	s.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	s.ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12})
 	urlHost := addr.String()
 	if addr.IP.IsUnspecified() {
 		urlHost = net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port))

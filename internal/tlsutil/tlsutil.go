@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -194,3 +196,63 @@ func Pool(caFile string) (*x509.CertPool, error) {
 	}
 	return p, nil
 }
+
+// Reloader serves a certificate from files and picks up a replaced pair
+// (certificate rotation) without a restart: the files' modification times
+// are checked at most every few seconds, on a handshake.
+type Reloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	mtime   time.Time
+	checked time.Time
+}
+
+// NewReloader loads the pair once, so a bad pair fails at start.
+func NewReloader(certFile, keyFile string) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile}
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Reloader) load() error {
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return err
+	}
+	r.cert, r.mtime = &cert, r.modTime()
+	return nil
+}
+
+func (r *Reloader) modTime() time.Time {
+	var latest time.Time
+	for _, f := range []string{r.certFile, r.keyFile} {
+		if st, err := os.Stat(f); err == nil && st.ModTime().After(latest) {
+			latest = st.ModTime()
+		}
+	}
+	return latest
+}
+
+// GetCertificate is for tls.Config. A pair that fails to load keeps the
+// previous certificate in service.
+func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) > reloadCheck {
+		r.checked = time.Now()
+		if m := r.modTime(); m.After(r.mtime) {
+			prev := r.cert
+			if err := r.load(); err != nil {
+				r.cert = prev
+			}
+		}
+	}
+	return r.cert, nil
+}
+
+// reloadCheck is how often a handshake may stat the certificate files.
+const reloadCheck = 2 * time.Second
