@@ -248,3 +248,43 @@ func TestDashboardUserSession(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestEventsEndWhenTokenRevoked checks that a followed stream ends once
+// its token is revoked, and that the client then reports the 401.
+func TestEventsEndWhenTokenRevoked(t *testing.T) {
+	env := testenv.Start(t)
+	ctx := context.Background()
+	cl := env.Client
+	if _, err := cl.CreatePool(ctx, api.PoolCreate{ID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := cl.CreateToken(ctx, api.TokenCreate{Name: "bob", Role: "user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := api.NewClient(env.Server.URL(), bob.Token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- bc.Events(ctx, api.EventFilter{Follow: true}, func(api.Event, error) error { return nil })
+	}()
+	time.Sleep(1100 * time.Millisecond) // the stream checks its token at most once a second
+	if err := cl.RevokeToken(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	// Events wake the stream, which then finds its token revoked.
+	if _, err := cl.Submit(ctx, api.Submit{Job: api.JobCreate{ID: "wake", PoolID: "p"},
+		Tasks: api.TaskAdd{Array: "1-2", Template: &api.TaskSpec{Command: []string{"true"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !api.IsStatus(err, http.StatusUnauthorized) {
+			t.Errorf("the revoked stream ended with %v, want a 401", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream of a revoked token is still open")
+	}
+}

@@ -34,8 +34,14 @@ type metrics struct {
 
 	// Used only by the committer goroutine (scheduled and committed).
 	seeded bool
-	live   map[int64]int        // task Num → number of the attempt last seen live
-	jobs   map[string]*jobFacts // lower-cased job ID → what attempts need
+	live   map[int64]liveAttempt // task Num → the attempt last seen live
+	jobs   map[string]*jobFacts  // lower-cased job ID → what attempts need
+}
+
+// liveAttempt is an attempt seen assigned, preparing or running.
+type liveAttempt struct {
+	number int
+	job    string // lower-cased job ID, to forget it with its job
 }
 
 // jobFacts is what a task's attempts need from its job for their labels and
@@ -51,7 +57,7 @@ func newMetrics(e *engine) *metrics {
 	m := &metrics{
 		eng:  e,
 		reg:  prometheus.NewRegistry(),
-		live: map[int64]int{},
+		live: map[int64]liveAttempt{},
 		jobs: map[string]*jobFacts{},
 		schedPass: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "scheduler_pass_seconds", Help: "Duration of one scheduling pass over every pool.",
@@ -115,7 +121,7 @@ func (m *metrics) scheduled(d time.Duration) {
 		for _, p := range m.eng.core.Pools() {
 			for _, n := range p.SortedNodes() {
 				for _, t := range n.Tasks() {
-					m.live[t.Num] = t.Attempt
+					m.live[t.Num] = liveAttempt{t.Attempt, lower(t.Job.ID)}
 				}
 			}
 		}
@@ -126,8 +132,18 @@ func (m *metrics) scheduled(d time.Duration) {
 func (m *metrics) committed(d time.Duration, b *store.Batch) {
 	m.commitTime.Observe(d.Seconds())
 	m.commitTasks.Observe(float64(len(b.Tasks)))
-	for _, id := range b.DeletedJobs {
-		delete(m.jobs, lower(id))
+	if len(b.DeletedJobs) > 0 {
+		// A deleted job's tasks are saved no more: forget their attempts.
+		gone := map[string]bool{}
+		for _, id := range b.DeletedJobs {
+			delete(m.jobs, lower(id))
+			gone[lower(id)] = true
+		}
+		for num, a := range m.live {
+			if gone[a.job] {
+				delete(m.live, num)
+			}
+		}
 	}
 	for i := range b.Jobs {
 		if m.jobs[lower(b.Jobs[i].ID)] == nil {
@@ -180,7 +196,8 @@ func (m *metrics) learnJobs(tasks []core.TaskRecord) {
 // scheduling pass just before a batch is sealed), so an ended attempt is
 // observed once: when its number is at least the one last seen live.
 func (m *metrics) task(r *core.TaskRecord) {
-	seen, known := m.live[r.Num]
+	la, known := m.live[r.Num]
+	seen := la.number
 	f := m.jobs[lower(r.JobID)]
 	if known && f != nil {
 		prevEnd := int64(-1) // -1: no earlier attempt, the task was ready at submission
@@ -196,7 +213,7 @@ func (m *metrics) task(r *core.TaskRecord) {
 	}
 	switch r.State {
 	case core.TaskAssigned, core.TaskPreparing, core.TaskRunning:
-		m.live[r.Num] = r.Cur.Number
+		m.live[r.Num] = liveAttempt{r.Cur.Number, lower(r.JobID)}
 	case core.TaskCompleted:
 		delete(m.live, r.Num)
 		// A task cancelled before it ever ran completes without an attempt.

@@ -136,15 +136,22 @@ func TestMetricsFollowAJob(t *testing.T) {
 	if _, err := cl.WaitJob(ctx, "mj", 1, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	// The job's end is committed before wait answers; the node turns idle
-	// in the same batch.
-	fams, _ = scrape(t, env, tok)
+	// Wait answers from the core; the histograms follow the commit of the
+	// last batch a moment later.
+	res := func(r string) map[string]string { return map[string]string{"pool": "m", "result": r} }
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		fams, _ = scrape(t, env, tok)
+		if n, _ := value(fams, "lote_task_queue_wait_seconds", map[string]string{"pool": "m"}); n == 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for state, want := range map[string]float64{"active": 0, "assigned": 0, "running": 0, "completed": 6} {
 		if n := gauge(fams, "lote_tasks", task(state)); n != want {
 			t.Errorf("lote_tasks{%s} = %v after the job, want %v", state, n, want)
 		}
 	}
-	res := func(r string) map[string]string { return map[string]string{"pool": "m", "result": r} }
 	if n := gauge(fams, "lote_tasks_completed", res("failure")); n != 1 {
 		t.Errorf("lote_tasks_completed{failure} = %v, want 1", n)
 	}

@@ -28,8 +28,9 @@ import (
 // message with the position the stream scanned to, so a filtered stream
 // that matched nothing for a while still resumes where it was. The stream
 // ends when the client goes away or the server stops; with ?follow=false,
-// once the events that existed when it started were sent. A user token
-// sees the task and job events of its own jobs only.
+// once the events that existed when it started were sent, and soon after
+// its token is revoked (at the next event or keep-alive after a second). A
+// user token sees the task and job events of its own jobs only.
 
 // sseKeepAlive is how often an idle stream sends a keep-alive.
 var sseKeepAlive = 15 * time.Second
@@ -152,7 +153,15 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	keep := time.NewTicker(sseKeepAlive)
 	defer keep.Stop()
 	sent := pos // the last position the client was told about
+	checked := time.Now()
 	for {
+		// The stream ends when its token is revoked.
+		if time.Since(checked) > time.Second {
+			if !s.valid(r) {
+				return nil
+			}
+			checked = time.Now()
+		}
 		evs, wake, gap := h.since(pos, sseBatch)
 		if gap && len(evs) > 0 {
 			resumed := evs[0].ID - 1
