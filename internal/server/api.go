@@ -513,6 +513,12 @@ func (s *Server) waitJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		left := time.Until(deadline)
 		if done || left <= 0 {
+			// What was read may not be durable yet: answer once the batch
+			// holding it has committed, so "done" never names a completion
+			// a crash could still undo.
+			if err := s.eng.wait(r.Context(), s.eng.do(func(*core.Core, time.Time) {})); err != nil {
+				return err
+			}
 			out.Done = done
 			return writeJSON(w, http.StatusOK, out)
 		}
