@@ -210,6 +210,7 @@ type Attempt struct {
 	Number          int        `json:"number"`
 	NodeID          string     `json:"node_id"`
 	AssignedAt      time.Time  `json:"assigned_at"`
+	PreparingAt     *time.Time `json:"preparing_at,omitempty"`
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	EndedAt         *time.Time `json:"ended_at,omitempty"`
 	Result          string     `json:"result,omitempty"`

@@ -105,11 +105,11 @@ func TestPreparing(t *testing.T) {
 	coretest.Array(w.c, j, "7")
 	w.schedule()
 	tk := w.task(j, "7")
-	w.c.TaskPreparing(tk.Node, j.ID, tk.ID, tk.Attempt)
+	w.c.TaskPreparing(tk.Node, j.ID, tk.ID, tk.Attempt, w.now)
 	if tk.State != core.TaskPreparing || j.Counts[core.TaskPreparing] != 1 || j.Counts[core.TaskAssigned] != 0 {
 		t.Fatalf("state %s counts %v", tk.State, j.Counts)
 	}
-	w.c.TaskPreparing(tk.Node, j.ID, tk.ID, tk.Attempt+1) // stale: ignored
+	w.c.TaskPreparing(tk.Node, j.ID, tk.ID, tk.Attempt+1, w.now) // stale: ignored
 	w.start(tk)
 	if tk.State != core.TaskRunning || j.Counts[core.TaskPreparing] != 0 || tk.Node.Running() != 1 {
 		t.Fatalf("state %s counts %v", tk.State, j.Counts)

@@ -324,19 +324,21 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 
 // AttemptRecord keeps what one finished attempt did.
 type AttemptRecord struct {
-	Number     int      `json:"n"`
-	NodeID     string   `json:"node"`
-	AssignedAt int64    `json:"as"`
-	StartedAt  int64    `json:"st,omitempty"`
-	EndedAt    int64    `json:"en,omitempty"`
-	Result     Result   `json:"r"`
-	Category   Category `json:"c"`
-	ExitCode   int      `json:"x"`
-	Signal     int      `json:"sig,omitempty"`
-	UserCPU    int64    `json:"u,omitempty"`
-	SysCPU     int64    `json:"s,omitempty"`
-	MaxRSS     int64    `json:"rss,omitempty"`
-	Message    string   `json:"m,omitempty"`
+	Number     int    `json:"n"`
+	NodeID     string `json:"node"`
+	AssignedAt int64  `json:"as"`
+	// PreparingAt is when staging began (0 when there was nothing to stage).
+	PreparingAt int64    `json:"pr,omitempty"`
+	StartedAt   int64    `json:"st,omitempty"`
+	EndedAt     int64    `json:"en,omitempty"`
+	Result      Result   `json:"r"`
+	Category    Category `json:"c"`
+	ExitCode    int      `json:"x"`
+	Signal      int      `json:"sig,omitempty"`
+	UserCPU     int64    `json:"u,omitempty"`
+	SysCPU      int64    `json:"s,omitempty"`
+	MaxRSS      int64    `json:"rss,omitempty"`
+	Message     string   `json:"m,omitempty"`
 }
 
 // Task is a task that has left active at least once. Tasks still waiting for

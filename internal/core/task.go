@@ -34,13 +34,14 @@ func (c *Core) TaskStarted(n *Node, jobID, taskID string, attempt int, at time.T
 
 // TaskPreparing records that an agent is staging a task's inputs: only
 // tasks with something to stage pass through preparing.
-func (c *Core) TaskPreparing(n *Node, jobID, taskID string, attempt int) {
+func (c *Core) TaskPreparing(n *Node, jobID, taskID string, attempt int, at time.Time) {
 	t := c.liveTask(n, jobID, taskID, attempt)
 	if t == nil || t.State != TaskAssigned {
 		return
 	}
 	t.revoking = false
 	c.setState(t, TaskPreparing)
+	t.Cur.PreparingAt = at.UnixNano()
 	c.fx.SaveTask(t)
 }
 

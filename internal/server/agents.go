@@ -208,7 +208,7 @@ func (sess *session) reader() error {
 		c, now, n := e.core, e.now(), sess.node
 		c.Heartbeat(n, now)
 		for _, st := range f.Preparing {
-			c.TaskPreparing(n, st.Ref.Job, st.Ref.Task, st.Ref.Attempt)
+			c.TaskPreparing(n, st.Ref.Job, st.Ref.Task, st.Ref.Attempt, time.Unix(0, st.At))
 		}
 		for _, st := range f.Started {
 			c.TaskStarted(n, st.Ref.Job, st.Ref.Task, st.Ref.Attempt, time.Unix(0, st.At))

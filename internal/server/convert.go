@@ -511,8 +511,9 @@ func pendingTaskOut(g *core.Group, pos int) api.Task {
 
 func attemptOut(a *core.AttemptRecord) api.Attempt {
 	out := api.Attempt{
-		Number: a.Number, NodeID: a.NodeID, AssignedAt: ts(a.AssignedAt), StartedAt: tsPtr(a.StartedAt),
-		EndedAt: tsPtr(a.EndedAt), Result: a.Result.String(), FailureCategory: a.Category.String(),
+		Number: a.Number, NodeID: a.NodeID, AssignedAt: ts(a.AssignedAt), PreparingAt: tsPtr(a.PreparingAt),
+		StartedAt: tsPtr(a.StartedAt),
+		EndedAt:   tsPtr(a.EndedAt), Result: a.Result.String(), FailureCategory: a.Category.String(),
 		Signal: a.Signal, UserCPU: api.Duration(a.UserCPU), SysCPU: api.Duration(a.SysCPU), MaxRSSBytes: a.MaxRSS,
 		Message: a.Message,
 	}

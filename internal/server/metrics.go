@@ -29,6 +29,7 @@ type metrics struct {
 	commitTasks prometheus.Histogram
 	queueWait   *prometheus.HistogramVec
 	runTime     *prometheus.HistogramVec
+	staging     *prometheus.HistogramVec
 	attempts    *prometheus.CounterVec
 	completed   *prometheus.CounterVec
 
@@ -80,6 +81,11 @@ func newMetrics(e *engine) *metrics {
 			Namespace: ns, Name: "task_run_seconds", Help: "Run time of task attempts that ended, by result.",
 			Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600},
 		}, []string{"pool", "result"}),
+		staging: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "task_staging_seconds",
+			Help:    "Time attempts spent staging inputs before their process started (only attempts with inputs).",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900},
+		}, []string{"pool"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "task_attempts_ended_total",
 			Help: "Task attempts that ended, by result and failure category (user, timeout, staging, infra, cancelled).",
@@ -90,7 +96,7 @@ func newMetrics(e *engine) *metrics {
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.schedPass, m.commitTime, m.commitTasks, m.queueWait, m.runTime, m.attempts, m.completed,
+		m.schedPass, m.commitTime, m.commitTasks, m.queueWait, m.runTime, m.staging, m.attempts, m.completed,
 		stateCollector{e},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "agent_streams", Help: "Agent streams open now.",
@@ -247,6 +253,9 @@ func (m *metrics) attemptEnded(f *jobFacts, r *core.TaskRecord, a *core.AttemptR
 	}
 	if a.EndedAt >= a.StartedAt {
 		m.runTime.WithLabelValues(f.pool, result).Observe(seconds(a.EndedAt - a.StartedAt))
+	}
+	if a.PreparingAt != 0 {
+		m.staging.WithLabelValues(f.pool).Observe(seconds(a.StartedAt - a.PreparingAt))
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // bound columns: binding and boxing the columns cost more than SQLite's
 // write. The format is private to this package; its first byte is a version.
 
-const taskCodecVersion = 1
+const taskCodecVersion = 2 // 2 added PreparingAt; 1 is still read
 
 func encodeTask(b []byte, t *core.TaskRecord) []byte {
 	b = append(b, taskCodecVersion)
@@ -38,7 +38,8 @@ func encodeAttempt(b []byte, a *core.AttemptRecord) []byte {
 		int64(a.ExitCode), int64(a.Signal), a.UserCPU, a.SysCPU, a.MaxRSS} {
 		b = binary.AppendVarint(b, v)
 	}
-	return appendString(b, a.Message)
+	b = appendString(b, a.Message)
+	return binary.AppendVarint(b, a.PreparingAt)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -49,8 +50,9 @@ func appendString(b []byte, s string) []byte {
 var errCorrupt = errors.New("corrupt task record")
 
 type reader struct {
-	b   []byte
-	err error
+	b       []byte
+	version byte
+	err     error
 }
 
 func (r *reader) uvarint() uint64 {
@@ -93,10 +95,10 @@ func (r *reader) string() string {
 }
 
 func decodeTask(b []byte, t *core.TaskRecord) error {
-	if len(b) == 0 || b[0] != taskCodecVersion {
+	if len(b) == 0 || b[0] < 1 || b[0] > taskCodecVersion {
 		return errCorrupt
 	}
-	r := &reader{b: b[1:]}
+	r := &reader{b: b[1:], version: b[0]}
 	t.GroupSeq, t.Pos = r.int(), r.int()
 	t.State = core.TaskState(r.uvarint())
 	t.Attempt, t.Retries, t.Requeues = r.int(), r.int(), r.int()
@@ -126,4 +128,7 @@ func decodeAttempt(r *reader, a *core.AttemptRecord) {
 	a.ExitCode, a.Signal = int(r.varint()), int(r.varint())
 	a.UserCPU, a.SysCPU, a.MaxRSS = r.varint(), r.varint(), r.varint()
 	a.Message = r.string()
+	if r.version >= 2 {
+		a.PreparingAt = r.varint()
+	}
 }
