@@ -4,26 +4,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lotehq/lote/api"
 	"github.com/lotehq/lote/internal/core"
 )
 
 // Event is one durable change, published after the batch holding it
-// committed: a task, node, job or pool that changed state. IDs increase by
-// one per event, so a stream can resume after the last one it saw.
-type Event struct {
-	ID       uint64    `json:"id"`
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"` // task | node | job | pool
-	PoolID   string    `json:"pool_id,omitempty"`
-	JobID    string    `json:"job_id,omitempty"`
-	TaskID   string    `json:"task_id,omitempty"`
-	NodeID   string    `json:"node_id,omitempty"`
-	State    string    `json:"state,omitempty"`
-	Attempt  int       `json:"attempt,omitempty"`
-	Result   string    `json:"result,omitempty"`
-	Category string    `json:"failure_category,omitempty"`
-	ExitCode *int      `json:"exit_code,omitempty"`
-}
+// committed; its wire form is the event itself.
+type Event = api.Event
 
 // eventRing is how many recent events are kept for streams to resume from.
 const eventRing = 1 << 16
@@ -108,7 +95,7 @@ func taskEvent(t *core.Task, now time.Time) Event {
 	}
 	if t.State == core.TaskCompleted {
 		a := attemptOut(&t.Cur)
-		ev.Result, ev.Category, ev.ExitCode = a.Result, a.FailureCategory, a.ExitCode
+		ev.Result, ev.FailureCategory, ev.ExitCode = a.Result, a.FailureCategory, a.ExitCode
 	}
 	return ev
 }

@@ -262,9 +262,7 @@ func writeSSE(w *bufio.Writer, name string, id uint64, data any) {
 }
 
 func eventOut(ev *Event) api.Event {
-	return api.Event{
-		ID: ev.ID, Time: ev.Time.UTC(), Kind: ev.Kind, PoolID: ev.PoolID, JobID: ev.JobID, TaskID: ev.TaskID,
-		NodeID: ev.NodeID, State: ev.State, Attempt: ev.Attempt, Result: ev.Result, FailureCategory: ev.Category,
-		ExitCode: ev.ExitCode,
-	}
+	out := *ev
+	out.Time = ev.Time.UTC()
+	return out
 }
