@@ -26,7 +26,7 @@ func checkEntry(name string) (string, error) {
 	}
 	for _, seg := range strings.Split(name, "/") {
 		if seg == ".." {
-			return "", fmt.Errorf("%w: entry %q contains ..", ErrUnsafe, name)
+			return "", fmt.Errorf("%w: entry %q has a \"..\" segment", ErrUnsafe, name)
 		}
 	}
 	c := path.Clean(name)
