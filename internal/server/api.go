@@ -93,6 +93,11 @@ func (s *Server) routes() http.Handler {
 	for _, rt := range webRoutes {
 		mux.HandleFunc(rt.pattern, s.serve(rt))
 	}
+	if s.cfg.Pprof {
+		for _, rt := range pprofRoutes {
+			mux.HandleFunc(rt.pattern, s.serve(rt))
+		}
+	}
 	return mux
 }
 

@@ -42,6 +42,8 @@ type Config struct {
 	// oldest completed jobs are deleted. 0 means DefaultMaxCompletedTasks;
 	// negative means no bound.
 	MaxCompletedTasks int
+	// Pprof serves Go's profiler at /debug/pprof/ to admin tokens.
+	Pprof bool
 	// RateLimit is each token's sustained API requests per second (bursts
 	// of twice that); 0 means no limit.
 	RateLimit float64

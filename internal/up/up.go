@@ -37,6 +37,7 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	RateLimit        float64 // API requests per second per token; 0 = unlimited
 	CommitInterval   time.Duration
+	Pprof            bool
 	// CompletedJobRetention and MaxCompletedTasks bound what completed jobs
 	// keep (see server.Config).
 	CompletedJobRetention time.Duration
@@ -58,7 +59,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv, err := server.Start(ctx, server.Config{
 		Blob: cfg.Blob,
 		Dir:  cfg.Dir, Listen: cfg.Listen, Store: cfg.Store, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: log,
-		RateLimit: cfg.RateLimit, CommitInterval: cfg.CommitInterval, CompletedJobRetention: cfg.CompletedJobRetention, MaxCompletedTasks: cfg.MaxCompletedTasks,
+		RateLimit: cfg.RateLimit, CommitInterval: cfg.CommitInterval, Pprof: cfg.Pprof, CompletedJobRetention: cfg.CompletedJobRetention, MaxCompletedTasks: cfg.MaxCompletedTasks,
 	})
 	if err != nil {
 		return err
