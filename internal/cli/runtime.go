@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/lotehq/lote/internal/agent"
 	"github.com/lotehq/lote/internal/server"
@@ -65,19 +66,25 @@ server. Ctrl-C stops the agents (their running tasks are requeued) and then the 
 		},
 	}
 	f := c.Flags()
+	serverFlags(f, &cfg.Config)
+	f.IntVar(&cfg.Nodes, "nodes", 1, "number of local agent processes")
+	f.IntVar(&cfg.Slots, "slots", 0, "task slots per node (default: number of CPUs)")
+	return c
+}
+
+// serverFlags are the flags `lote up` and `lote server` share: both run a
+// server.
+func serverFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.StringVar(&cfg.Dir, "dir", home(), "data directory")
 	f.StringVar(&cfg.Listen, "listen", server.DefaultListen, "API address (TLS is generated when not loopback)")
 	f.StringVar(&cfg.Store, "store", "", "store URL (default: SQLite in --dir)")
 	f.StringVar(&cfg.Blob, "blob", "", "data store URL: s3://BUCKET?endpoint=…&region=…, file:///PATH, mem:// (default: a folder in --dir)")
+	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "time before a silent node is unreachable and its tasks requeued")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", server.DefaultRateLimit, "API requests per second per token (bursts of twice that; 0 = unlimited)")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ (admin token only)")
 	f.DurationVar(&cfg.CommitInterval, "commit-interval", 0, "least time between group commits (default 2ms): longer batches more changes per transaction and fsync, at the cost of latency")
 	f.DurationVar(&cfg.CompletedJobRetention, "completed-job-retention", 0, "delete completed jobs (records and logs) this long after they complete (0 = keep)")
 	f.IntVar(&cfg.MaxCompletedTasks, "max-completed-tasks", server.DefaultMaxCompletedTasks, "keep at most this many tasks of completed jobs; the oldest completed jobs go first (-1 = no bound)")
-	f.IntVar(&cfg.Nodes, "nodes", 1, "number of local agent processes")
-	f.IntVar(&cfg.Slots, "slots", 0, "task slots per node (default: number of CPUs)")
-	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "time before a silent node is unreachable and its tasks requeued")
-	return c
 }
 
 func (a *app) serverCmd() *cobra.Command {
@@ -99,18 +106,9 @@ func (a *app) serverCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&cfg.Dir, "dir", home(), "data directory")
-	f.StringVar(&cfg.Listen, "listen", server.DefaultListen, "API address (TLS is generated when not loopback)")
-	f.StringVar(&cfg.Store, "store", "", "store URL (default: SQLite in --dir)")
-	f.StringVar(&cfg.Blob, "blob", "", "data store URL: s3://BUCKET?endpoint=…&region=…, file:///PATH, mem:// (default: a folder in --dir)")
-	f.Float64Var(&cfg.RateLimit, "rate-limit", server.DefaultRateLimit, "API requests per second per token (bursts of twice that; 0 = unlimited)")
-	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ (admin token only)")
-	f.DurationVar(&cfg.CommitInterval, "commit-interval", 0, "least time between group commits (default 2ms): longer batches more changes per transaction and fsync, at the cost of latency")
-	f.DurationVar(&cfg.CompletedJobRetention, "completed-job-retention", 0, "delete completed jobs (records and logs) this long after they complete (0 = keep)")
-	f.IntVar(&cfg.MaxCompletedTasks, "max-completed-tasks", server.DefaultMaxCompletedTasks, "keep at most this many tasks of completed jobs; the oldest completed jobs go first (-1 = no bound)")
+	serverFlags(f, &cfg)
 	f.StringVar(&cfg.CertFile, "cert-file", "", "TLS certificate (default: generated when not loopback)")
 	f.StringVar(&cfg.KeyFile, "key-file", "", "TLS key")
-	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 30*time.Second, "time before a silent node is unreachable and its tasks requeued")
 	return c
 }
 

@@ -26,24 +26,12 @@ import (
 // PoolID is the pool `lote up` creates.
 const PoolID = "local"
 
-// Config configures lote up.
+// Config configures lote up: the server it runs, and its local agents.
 type Config struct {
-	Dir              string
-	Listen           string
-	Store            string
-	Blob             string // data store URL; default a folder in Dir
-	Nodes            int
-	Slots            int
-	HeartbeatTimeout time.Duration
-	RateLimit        float64 // API requests per second per token; 0 = unlimited
-	CommitInterval   time.Duration
-	Pprof            bool
-	// CompletedJobRetention and MaxCompletedTasks bound what completed jobs
-	// keep (see server.Config).
-	CompletedJobRetention time.Duration
-	MaxCompletedTasks     int
-	Exe                   string // the lote binary to start agents with
-	Logger                *slog.Logger
+	server.Config
+	Nodes int
+	Slots int
+	Exe   string // the lote binary to start agents with
 	// Ready, when set, is called once the server listens and the agents were
 	// started.
 	Ready func(s *server.Server)
@@ -52,21 +40,20 @@ type Config struct {
 // Run starts everything and blocks until ctx ends, then stops the agents
 // (which stop and report their tasks) and the server, in that order.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	srv, err := server.Start(ctx, server.Config{
-		Blob: cfg.Blob,
-		Dir:  cfg.Dir, Listen: cfg.Listen, Store: cfg.Store, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: log,
-		RateLimit: cfg.RateLimit, CommitInterval: cfg.CommitInterval, Pprof: cfg.Pprof, CompletedJobRetention: cfg.CompletedJobRetention, MaxCompletedTasks: cfg.MaxCompletedTasks,
-	})
+	log := cfg.Logger
+	srv, err := server.Start(ctx, cfg.Config)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	tok, err := srv.EnsurePool(ctx, core.PoolSpec{
 		ID: PoolID, Provider: "local", SlotsPerNode: cfg.Slots, Prefill: -1, TargetNodes: cfg.Nodes,
+		// The local pool runs the tasks of whoever ran lote up, on their own
+		// machine, as themselves: root when lote up runs as root.
+		AllowRoot: os.Geteuid() == 0,
 	})
 	if err != nil {
 		return err
