@@ -18,6 +18,7 @@ var wireTypes = map[string]any{
 	"TaskAddResult": TaskAddResult{}, "TaskCounts": TaskCounts{}, "TaskList": TaskList{}, "TaskSpec": TaskSpec{},
 	"Token": Token{}, "TokenCreate": TokenCreate{}, "TokenList": TokenList{},
 	"DataObject": DataObject{}, "DataList": DataList{}, "InputFile": InputFile{}, "OutputFile": OutputFile{},
+	"StartTask": StartTask{},
 }
 
 // TestOpenAPISchemasMatchWireTypes checks that each schema in openapi.json

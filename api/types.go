@@ -77,6 +77,10 @@ type Pool struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	JoinToken    string            `json:"join_token,omitempty"`
 	CreatedAt    time.Time         `json:"created_at"`
+	// AllowRoot says tasks may run as root on agents running as root;
+	// otherwise those agents run them as their --run-as user.
+	AllowRoot bool       `json:"allow_root"`
+	StartTask *StartTask `json:"start_task,omitempty"`
 }
 
 // PoolCreate is the body of POST /v1/pools.
@@ -88,6 +92,20 @@ type PoolCreate struct {
 	Prefill      *int              `json:"prefill,omitempty"`
 	TargetNodes  int               `json:"target_nodes,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
+	AllowRoot    bool              `json:"allow_root,omitempty"`
+	StartTask    *StartTask        `json:"start_task,omitempty"`
+}
+
+// StartTask runs on every node of a pool as it joins. While it runs the
+// node is waiting_for_start_task and, with wait_for_success (the default),
+// takes no task; when it fails after max_retries retries the node is
+// start_task_failed and takes none.
+type StartTask struct {
+	Command        []string          `json:"command"`
+	Shell          bool              `json:"shell,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	MaxRetries     int               `json:"max_retries,omitempty"`
+	WaitForSuccess *bool             `json:"wait_for_success,omitempty"`
 }
 
 // Node is one agent that joined a pool.
@@ -176,6 +194,9 @@ type TaskSpec struct {
 	Cwd          string            `json:"cwd,omitempty"`
 	Inputs       []InputFile       `json:"inputs,omitempty"`
 	Outputs      []OutputFile      `json:"outputs,omitempty"`
+	// Apps are application packages, NAME or NAME@VERSION; a bare NAME is
+	// pinned to the newest uploaded version when the task is submitted.
+	Apps []string `json:"apps,omitempty"`
 }
 
 // TaskAdd is the body of POST /v1/jobs/{id}/tasks: explicit tasks, an array
@@ -273,6 +294,7 @@ const (
 	CodeTooLarge     = "too_large"
 	CodeUnavailable  = "unavailable"
 	CodeRateLimited  = "rate_limited"
+	CodeQuota        = "quota_exceeded"
 	CodeInternal     = "internal"
 )
 

@@ -24,7 +24,7 @@ func TestAgentRestartAdoptsTask(t *testing.T) {
 	}
 	c := startServer(t, home, "127.0.0.1:0", "--heartbeat-timeout", "30s")
 	var pool api.Pool
-	c.json(&pool, "pool", "create", "P", "--slots", "1")
+	c.json(&pool, "pool", "create", "P", "--slots", "1", "--allow-root")
 	node := filepath.Join(root, "node")
 	agentArgs := []string{"agent", "--server", c.url, "--pool", "P", "--join-token", pool.JoinToken,
 		"--dir", node, "--slots", "1", "--adopt-timeout", "20s"}

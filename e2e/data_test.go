@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,4 +179,46 @@ func TestLargeLogKept(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	_ = api.Version
+}
+
+// TestLogsOutliveNode: a task's logs, small (stored inline) and large
+// (uploaded whole), stay readable after its node was drained, stopped,
+// deleted from the pool and its directory wiped.
+func TestLogsOutliveNode(t *testing.T) {
+	t.Parallel()
+	root := testRoot(t)
+	home := filepath.Join(root, "server")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := startServer(t, home, "127.0.0.1:0")
+	var pool api.Pool
+	c.json(&pool, "pool", "create", "P", "--slots", "1", "--allow-root")
+	nodeDir := filepath.Join(root, "node")
+	ag := startProc(t, home, filepath.Join(root, "agent.log"), "agent", "--server", c.url, "--pool", "P",
+		"--join-token", pool.JoinToken, "--dir", nodeDir, "--slots", "1", "--name", "gone")
+	c.awaitNodes("P", 1)
+	c.must("submit", "--job", "L", "--pool", "P", "--id-prefix", "t", "--array", "1-2", "--wait", "--shell", "--",
+		`if [ {index} = 1 ]; then echo small; echo oops >&2; else head -c 1500000 /dev/zero | tr '\0' x; fi`)
+	c.must("node", "drain", "gone")
+	ag.signal(syscall.SIGTERM)
+	if _, ok := ag.wait(20 * time.Second); !ok {
+		t.Fatal("the agent did not stop")
+	}
+	c.must("node", "delete", "gone")
+	if err := os.RemoveAll(nodeDir); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.nodes("P"); len(n) != 0 {
+		t.Fatalf("nodes after delete: %+v", n)
+	}
+	if r := c.must("task", "logs", "L", "t1"); r.stdout != "small\n" {
+		t.Errorf("small log: %s", r)
+	}
+	if r := c.must("task", "logs", "L", "t1", "--stderr"); r.stdout != "oops\n" {
+		t.Errorf("small stderr: %s", r)
+	}
+	if r := c.must("task", "logs", "L", "t2"); len(r.stdout) != 1500000 || strings.Trim(r.stdout, "x") != "" {
+		t.Errorf("large log: %d bytes, want 1500000 of x", len(r.stdout))
+	}
 }

@@ -204,7 +204,7 @@ func TestOrphanedAgentStops(t *testing.T) {
 	}
 	c := startServer(t, home, "127.0.0.1:0")
 	var pool api.Pool
-	c.json(&pool, "pool", "create", "P", "--slots", "1")
+	c.json(&pool, "pool", "create", "P", "--slots", "1", "--allow-root")
 	if pool.JoinToken == "" {
 		t.Fatal("pool create -o json printed no join token")
 	}

@@ -35,7 +35,7 @@ func TestAgentInNetnsOverTLS(t *testing.T) {
 		t.Fatalf("no generated CA: %v", err)
 	}
 	var pool api.Pool
-	c.json(&pool, "pool", "create", "P", "--slots", "2")
+	c.json(&pool, "pool", "create", "P", "--slots", "2", "--allow-root")
 	if pool.JoinToken == "" {
 		t.Fatal("pool create -o json printed no join token")
 	}

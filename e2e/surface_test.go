@@ -72,7 +72,7 @@ func TestSurfacePoolsAndNodes(t *testing.T) {
 	c := startUp(t, home, "--nodes", "1")
 
 	var p api.Pool
-	c.json(&p, "pool", "create", "P", "--slots", "1", "--label", "kind=cpu", "--fill", "pack")
+	c.json(&p, "pool", "create", "P", "--slots", "1", "--label", "kind=cpu", "--fill", "pack", "--allow-root")
 	if p.ID != "P" || p.SlotsPerNode != 1 || p.FillPolicy != "pack" || p.Labels["kind"] != "cpu" || !strings.HasPrefix(p.JoinToken, "join_") {
 		t.Errorf("pool create = %+v", p)
 	}

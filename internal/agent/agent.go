@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -63,7 +64,11 @@ type Config struct {
 	// stopped them by then (never two live attempts).
 	AdoptTimeout time.Duration
 	Exe          string // the lote binary, for the spawner
-	Logger       *slog.Logger
+	// RunAs is the user (name or numeric ID) tasks run as when the agent
+	// runs as root and its pool does not allow root (DESIGN §6); empty means
+	// DefaultRunAs. It must not be root itself.
+	RunAs  string
+	Logger *slog.Logger
 }
 
 // DefaultOrphanTimeout is DESIGN §4's "an agent with no server for 10 min
@@ -77,6 +82,9 @@ const maxInlineLog = blob.MaxInlineLog
 // DefaultAdoptTimeout is half the server's default heartbeat timeout (see
 // Config.AdoptTimeout).
 const DefaultAdoptTimeout = 15 * time.Second
+
+// DefaultRunAs is the user tasks run as under a root agent by default.
+const DefaultRunAs = "nobody"
 
 // ErrOrphaned is returned when the agent gave up waiting for a server.
 var ErrOrphaned = errors.New("no server for too long: tasks stopped")
@@ -132,7 +140,15 @@ type Agent struct {
 	notify    chan struct{}
 	stopping  bool
 
+	// runAs is the credential of Config.RunAs when the agent runs as root,
+	// else nil (an unprivileged agent's tasks run as itself); allowRoot is
+	// the pool's allow_root from the last Welcome.
+	runAs     *syscall.Credential
+	allowRoot bool
+
 	cache *cache
+	apps  appInstaller
+	start startTaskState
 	dcMu  sync.Mutex
 	dc    *api.Client // the data API client (dataClient)
 	dcKey string
@@ -191,6 +207,11 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
 		tasks: map[string]*task{}, notify: make(chan struct{}, 1),
 		cache: &cache{dir: filepath.Join(cfg.Dir, "cache"), inflight: map[string]*flight{}},
+	}
+	if os.Geteuid() == 0 {
+		if a.runAs, err = lookupRunAs(cfg.RunAs); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(cfg.Dir, "node.json")); err == nil {
 		if err := json.Unmarshal(b, &a.id); err != nil {
@@ -416,6 +437,10 @@ func (a *Agent) welcome(w *proto.Welcome) error {
 			return err
 		}
 	}
+	a.allowRoot = w.AllowRoot
+	if w.StartTask != nil {
+		a.beginStartTaskLocked(*w.StartTask)
+	}
 	for _, r := range w.Drop {
 		a.dropLocked(spawnID(r))
 	}
@@ -592,6 +617,17 @@ func (a *Agent) makeDirs(r proto.Ref) (dir, wd, ckpt string, err error) {
 			return "", "", "", err
 		}
 	}
+	// The task owns its working and checkpoint directories. The task and
+	// attempt directories stay the agent's: they hold the output files the
+	// agent reads as root, which a task owning them could swap for links to
+	// host files.
+	if cred := a.credLocked(); cred != nil {
+		for _, d := range []string{wd, ckpt} {
+			if err := os.Lchown(d, int(cred.Uid), int(cred.Gid)); err != nil {
+				return "", "", "", fmt.Errorf("giving %s to the run-as user: %w", d, err)
+			}
+		}
+	}
 	return dir, wd, ckpt, nil
 }
 
@@ -610,7 +646,7 @@ func (a *Agent) startLocked() {
 		a.queue = a.queue[1:]
 		a.used += t.slots
 		t.running = true
-		if needsStaging(t) {
+		if needsStaging(t) || !a.appsReady(t) {
 			ctx, cancel := context.WithCancel(context.Background())
 			t.staging, t.cancel = true, cancel
 			a.preparing = append(a.preparing, proto.Started{Ref: t.ref, At: time.Now().UnixNano()})
@@ -674,14 +710,51 @@ func (a *Agent) spawn(t *task) error {
 	if t.hasLine {
 		env = append(env, "LOTE_TASK_LINE="+t.line)
 	}
+	env = append(env, a.appEnv(t.tpl.Apps)...)
 	for k, val := range t.tpl.Env {
 		env = append(env, k+"="+val)
 	}
 	return a.spawner().Spawn(spawner.SpawnRequest{
 		ID: t.id, Argv: argv, Env: env, Dir: cwd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"),
-		MaxWallClock: time.Duration(t.tpl.MaxWallClock),
+		MaxWallClock: time.Duration(t.tpl.MaxWallClock), Credential: a.credLocked(),
 	})
+}
+
+// credLocked is the credential tasks start with: nil (the agent's own) when
+// the agent is not root or its pool allows root.
+func (a *Agent) credLocked() *syscall.Credential {
+	if a.allowRoot {
+		return nil
+	}
+	return a.runAs
+}
+
+// lookupRunAs resolves a root agent's run-as user, refusing root: root
+// tasks need a pool with allow_root, not an agent setting.
+func lookupRunAs(name string) (*syscall.Credential, error) {
+	if name == "" {
+		name = DefaultRunAs
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		var err2 error
+		if u, err2 = user.LookupId(name); err2 != nil {
+			return nil, fmt.Errorf("run-as user %q: %w", name, err)
+		}
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("run-as user %q: uid %q: %w", name, u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("run-as user %q: gid %q: %w", name, u.Gid, err)
+	}
+	if uid == 0 {
+		return nil, fmt.Errorf("run-as user %q is root: create the pool with allow_root instead", name)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 // exits turns the spawner's exits into reports. When the spawner dies, a
@@ -720,6 +793,11 @@ func (a *Agent) exits(done <-chan struct{}) {
 func (a *Agent) drainExits(sp *spawner.Client) {
 	for ex := range sp.Exits() {
 		a.mu.Lock()
+		if a.startTaskExitLocked(ex) {
+			a.mu.Unlock()
+			sp.Ack(ex.ID)
+			continue
+		}
 		t := a.tasks[ex.ID]
 		if t == nil {
 			ref, ok := parseSpawnID(ex.ID)
@@ -823,6 +901,7 @@ func (a *Agent) writer(ctx context.Context, conn *websocket.Conn, hb time.Durati
 		f.Preparing, a.preparing = a.preparing, nil
 		f.Revoked, a.revoked = a.revoked, nil
 		f.Logs, a.logs = a.logs, nil
+		f.StartTaskDone, a.start.done = a.start.done, nil
 		if len(a.unsent) > 0 {
 			a.seq++
 			f.Seq = a.seq
@@ -834,7 +913,7 @@ func (a *Agent) writer(ctx context.Context, conn *websocket.Conn, hb time.Durati
 			a.unsent = nil
 		}
 		a.mu.Unlock()
-		if !heartbeat && f.Seq == 0 && len(f.Started)+len(f.Preparing)+len(f.Revoked)+len(f.Logs) == 0 {
+		if !heartbeat && f.Seq == 0 && f.StartTaskDone == nil && len(f.Started)+len(f.Preparing)+len(f.Revoked)+len(f.Logs) == 0 {
 			continue
 		}
 		if err := writeFrame(ctx, conn, f); err != nil {

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lotehq/lote/api"
@@ -185,6 +186,7 @@ func (a *Agent) stageThenSpawn(ctx context.Context, t *task) {
 func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 	a.mu.Lock()
 	_, wd, ckpt, err := a.makeDirs(t.ref)
+	cred := a.credLocked()
 	a.mu.Unlock()
 	if err != nil {
 		return err
@@ -197,6 +199,12 @@ func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 		if err := restoreCheckpoint(ctx, cl, t.ref, ckpt); err != nil {
 			return fmt.Errorf("restoring checkpoint: %w", err)
 		}
+		if err := chownTree(ckpt, cred); err != nil {
+			return fmt.Errorf("restoring checkpoint: %w", err)
+		}
+	}
+	if err := a.installApps(ctx, cl, t.tpl.Apps); err != nil {
+		return err
 	}
 	v := t.values()
 	for i, in := range t.tpl.Inputs {
@@ -605,4 +613,19 @@ func (a *Agent) uploadLogs(ctx context.Context, cl *api.Client, r proto.Ref) (bo
 		any = true
 	}
 	return any, nil
+}
+
+// chownTree gives a freshly unpacked checkpoint to the run-as user cred (nil:
+// nothing to do), so the next attempt can rewrite it. Lchown never follows a
+// link out of the tree.
+func chownTree(root string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(cred.Uid), int(cred.Gid))
+	})
 }

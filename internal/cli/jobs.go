@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/apppkg"
 )
 
 func (a *app) jobCmd() *cobra.Command {
@@ -217,6 +218,7 @@ type taskFlags struct {
 	callerEnv  bool
 	inputs     []string
 	outputs    []string
+	apps       []string
 }
 
 // register adds the task flags. --output names output files here, so the
@@ -235,6 +237,7 @@ func (tf *taskFlags) register(c *cobra.Command, format *string) {
 	f.IntVar(&tf.maxRetries, "task-max-retries", 0, "retries for these tasks (default: the job's)")
 	f.DurationVar(&tf.wall, "task-max-wall-clock", 0, "wall clock limit for these tasks (default: the job's)")
 	f.StringArrayVar(&tf.inputs, "input", nil, "stage SRC into the working dir as PATH before the task runs: SRC=PATH[:MODE], SRC data://C/P, data://C/prefix/, http(s)://… or a local file (uploaded first); placeholders expanded (repeatable)")
+	f.StringArrayVar(&tf.apps, "app", nil, "install application package NAME[@VERSION] on the node first and set LOTE_APP_<NAME> to its directory; no version = the newest uploaded (repeatable)")
 	f.StringArrayVar(&tf.outputs, "output", nil, "upload files matching PATTERN (globs, ** too) to DEST after the task: PATTERN=DEST[@success|@failure|@always] (repeatable)")
 }
 
@@ -274,6 +277,12 @@ func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error
 	if s.Outputs, err = parseOutputs(tf.outputs); err != nil {
 		return s, err
 	}
+	for _, ap := range tf.apps {
+		if _, err := apppkg.Parse(ap); err != nil {
+			return s, usageErr("--app: %v", err)
+		}
+	}
+	s.Apps = tf.apps
 	return s, nil
 }
 

@@ -21,6 +21,10 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	var in api.PoolCreate
 	var labels []string
 	var prefill int
+	var startTask string
+	var startEnv []string
+	var startRetries int
+	var startNoWait bool
 	c := &cobra.Command{
 		Use:   "create POOL",
 		Short: "Create a pool; agents join it with the join token it prints",
@@ -33,6 +37,15 @@ func (a *app) poolCreateCmd() *cobra.Command {
 			}
 			if c.Flags().Changed("prefill") {
 				in.Prefill = &prefill
+			}
+			if startTask != "" {
+				wait := !startNoWait
+				in.StartTask = &api.StartTask{Command: []string{startTask}, Shell: true, MaxRetries: startRetries, WaitForSuccess: &wait}
+				if in.StartTask.Env, err = parseKV("--start-task-env", startEnv); err != nil {
+					return err
+				}
+			} else if len(startEnv) > 0 || startRetries != 0 || startNoWait {
+				return usageErr("--start-task-env, --start-task-retries and --start-task-no-wait need --start-task")
 			}
 			cl, err := a.client()
 			if err != nil {
@@ -52,6 +65,11 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	f.StringVar(&in.FillPolicy, "fill", "spread", "fill policy: spread or pack")
 	f.IntVar(&prefill, "prefill", 0, "tasks queued on an agent beyond its free slots (default: 2 x slots, at least 4)")
 	f.StringArrayVar(&labels, "label", nil, "pool label K=V (repeatable)")
+	f.StringVar(&startTask, "start-task", "", "shell command line run on every node as it joins, in its startup/wd directory; nodes take tasks once it succeeded")
+	f.StringArrayVar(&startEnv, "start-task-env", nil, "start task environment K=V (repeatable)")
+	f.IntVar(&startRetries, "start-task-retries", 0, "retries of a failing start task before the node is start_task_failed")
+	f.BoolVar(&startNoWait, "start-task-no-wait", false, "give nodes tasks while their start task still runs (wait_for_success false)")
+	f.BoolVar(&in.AllowRoot, "allow-root", false, "let tasks run as root on agents running as root (default: such agents run tasks as their --run-as user)")
 	return c
 }
 

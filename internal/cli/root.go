@@ -129,7 +129,7 @@ func (a *app) root() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), spawnerCmd(), simAgentsCmd(), a.poolCmd(), a.nodeCmd(),
-		a.jobCmd(), a.taskCmd(), a.submitCmd(), a.eventsCmd(), a.tokenCmd(), a.dataCmd())
+		a.jobCmd(), a.taskCmd(), a.submitCmd(), a.eventsCmd(), a.tokenCmd(), a.dataCmd(), a.appCmd())
 	return root
 }
 

@@ -84,6 +84,8 @@ func serverFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ (admin token only)")
 	f.DurationVar(&cfg.CommitInterval, "commit-interval", 0, "least time between group commits (default 2ms): longer batches more changes per transaction and fsync, at the cost of latency")
 	f.DurationVar(&cfg.CompletedJobRetention, "completed-job-retention", 0, "delete completed jobs (records and logs) this long after they complete (0 = keep)")
+	f.IntVar(&cfg.MaxQueuedTasksPerUser, "max-queued-tasks-per-user", 0, "refuse (429) a submission that would give its user more waiting tasks than this (0 = no quota)")
+	f.IntVar(&cfg.MaxRunningTasksPerUser, "max-running-tasks-per-user", 0, "dispatch at most this many tasks of one user at a time; the rest wait with pending reason quota (0 = no quota)")
 	f.IntVar(&cfg.MaxCompletedTasks, "max-completed-tasks", server.DefaultMaxCompletedTasks, "keep at most this many tasks of completed jobs; the oldest completed jobs go first (-1 = no bound)")
 }
 
@@ -160,6 +162,7 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.DurationVar(&retention, "retention", agent.DefaultRetention, "remove a task's directory on this node this long after its last write (sooner when the disk is over 90% full)")
 	f.DurationVar(&cfg.OrphanTimeout, "orphan-timeout", agent.DefaultOrphanTimeout, "stop tasks and exit after this long without a server")
+	f.StringVar(&cfg.RunAs, "run-as", agent.DefaultRunAs, "user (name or ID) tasks run as when the agent runs as root, unless the pool allows root")
 	f.DurationVar(&cfg.AdoptTimeout, "adopt-timeout", agent.DefaultAdoptTimeout, "if this agent dies, how long its tasks wait for a restarted agent to adopt them before they are killed (keep it at most half the server's heartbeat timeout)")
 	return c
 }

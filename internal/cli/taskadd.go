@@ -248,6 +248,7 @@ func (d specDefaults) fill(s *api.TaskSpec) error {
 	}
 	s.Inputs = append(s.Inputs, d.spec.Inputs...)
 	s.Outputs = append(s.Outputs, d.spec.Outputs...)
+	s.Apps = append(s.Apps, d.spec.Apps...)
 	var err error
 	s.Cwd, err = absCwd(s.Cwd)
 	return err

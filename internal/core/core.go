@@ -43,6 +43,13 @@ type Config struct {
 	// HeartbeatTimeout is how long a node may stay silent before it is
 	// unreachable and its tasks are requeued.
 	HeartbeatTimeout time.Duration
+	// MaxQueuedTasksPerUser bounds the tasks one owner may have waiting; a
+	// submission that would pass it is refused whole. 0 means no bound.
+	MaxQueuedTasksPerUser int
+	// MaxRunningTasksPerUser bounds the tasks one owner may have assigned,
+	// preparing or running; past it their jobs wait with pending reason
+	// quota. 0 means no bound.
+	MaxRunningTasksPerUser int
 }
 
 // Defaults of DESIGN §4.

@@ -164,6 +164,9 @@ func (c *Core) prepareGroup(j *Job, a TaskAdd, now time.Time) (*Group, error) {
 	if g.count == 0 {
 		return nil, fieldErr("tasks", "no tasks to add")
 	}
+	if err := c.checkQueuedQuota(j.Owner, g.count); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 func (c *Core) addGroup(g *Group) {

@@ -84,9 +84,36 @@ const (
 	NodeOffline
 	NodeUnreachable
 	NodeLeaving
+	NodeWaitingForStartTask
+	NodeStartTaskFailed
 )
 
-var nodeStateNames = [...]string{"starting", "idle", "running", "offline", "unreachable", "leaving"}
+var nodeStateNames = [...]string{"starting", "idle", "running", "offline", "unreachable", "leaving",
+	"waiting_for_start_task", "start_task_failed"}
+
+// StartTask prepares every node of a pool as it joins (Azure Batch's start
+// task): installs, mounts, warm caches. The agent retries it up to
+// MaxRetries times; with WaitForSuccess the node takes no task until it
+// succeeded, and none at all once it failed for good.
+type StartTask struct {
+	Command        []string          `json:"command"`
+	Shell          bool              `json:"shell,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	MaxRetries     int               `json:"max_retries,omitempty"`
+	WaitForSuccess bool              `json:"wait_for_success"`
+}
+
+// StartTaskPhase is where a node is with its pool's start task.
+type StartTaskPhase uint8
+
+// Start task phases; the zero value is a node of a pool without one, or
+// one that joined before its pool had one.
+const (
+	StartTaskNone StartTaskPhase = iota
+	StartTaskRunning
+	StartTaskSucceeded
+	StartTaskFailed
+)
 
 func (s NodeState) String() string { return nodeStateNames[s] }
 
@@ -145,6 +172,8 @@ type Template struct {
 	Cwd          string            `json:"cwd,omitempty"`
 	Inputs       []InputFile       `json:"inputs,omitempty"`
 	Outputs      []OutputFile      `json:"outputs,omitempty"`
+	// Apps are application packages as NAME@VERSION, resolved at submission.
+	Apps []string `json:"apps,omitempty"`
 }
 
 // InputFile is a resource file the agent stages into the working directory
@@ -416,6 +445,7 @@ type Node struct {
 	Connected   bool
 	Unreachable bool
 	LastSeen    int64
+	StartTask   StartTaskPhase
 
 	tasks     []*Task // assigned, preparing and running tasks
 	usedSlots int
@@ -429,6 +459,10 @@ func (n *Node) State() NodeState {
 	switch {
 	case n.Unreachable:
 		return NodeUnreachable
+	case n.StartTask == StartTaskFailed && n.Pool.StartTask != nil && n.Pool.StartTask.WaitForSuccess:
+		return NodeStartTaskFailed
+	case n.StartTask == StartTaskRunning && n.Pool.StartTask != nil && n.Pool.StartTask.WaitForSuccess:
+		return NodeWaitingForStartTask
 	case n.Drained:
 		return NodeOffline
 	case len(n.tasks) > 0:
@@ -454,6 +488,8 @@ type Pool struct {
 	Labels       map[string]string
 	JoinToken    string
 	CreatedAt    int64
+	AllowRoot    bool       // see PoolSpec.AllowRoot
+	StartTask    *StartTask // nil: none
 
 	Nodes  map[string]*Node // by lower-cased ID
 	sorted []*Node          // Nodes by ID, rebuilt after a change

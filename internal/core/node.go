@@ -79,6 +79,9 @@ func (c *Core) NodeJoin(jn Join, now time.Time) (*Node, Reconcile, error) {
 	}
 	n.Hostname, n.Slots, n.Cores, n.Memory, n.Labels = jn.Hostname, jn.Slots, jn.Cores, jn.Memory, jn.Labels
 	n.Connected, n.Unreachable, n.LastSeen = true, false, now.UnixNano()
+	if n.Pool.StartTask != nil && n.StartTask == StartTaskNone {
+		n.StartTask = StartTaskRunning // the agent runs it on this join
+	}
 	n.Pool.dirty = true
 	c.fx.SaveNode(n)
 
@@ -165,4 +168,20 @@ func (c *Core) Tick(now time.Time) []*Node {
 // heartbeat timeout, at most every 5 s.
 func (c *Core) HeartbeatInterval() time.Duration {
 	return min(5*time.Second, c.cfg.HeartbeatTimeout/3)
+}
+
+// StartTaskDone records the end of a node's start task (after the agent's
+// retries): a success opens the node to tasks, a failure keeps it closed
+// (start_task_failed) when the pool waits for success. A report for a node
+// not running its start task is ignored.
+func (c *Core) StartTaskDone(n *Node, ok bool) {
+	if n.StartTask != StartTaskRunning {
+		return
+	}
+	n.StartTask = StartTaskFailed
+	if ok {
+		n.StartTask = StartTaskSucceeded
+	}
+	n.Pool.dirty = true
+	c.fx.SaveNode(n)
 }

@@ -19,6 +19,10 @@ type PoolSpec struct {
 	TargetNodes  int
 	Labels       map[string]string
 	JoinToken    string
+	// AllowRoot lets tasks run as root on agents that run as root; without
+	// it such agents drop to their unprivileged run-as user (DESIGN §6).
+	AllowRoot bool
+	StartTask *StartTask
 }
 
 // DefaultPrefill is how many tasks an agent may hold beyond its free slots:
@@ -42,6 +46,7 @@ func (c *Core) CreatePool(s PoolSpec, now time.Time) (*Pool, error) {
 	p := &Pool{
 		ID: s.ID, Provider: s.Provider, SlotsPerNode: s.SlotsPerNode, Fill: s.Fill,
 		Prefill: s.Prefill, TargetNodes: s.TargetNodes, Labels: s.Labels, JoinToken: s.JoinToken,
+		AllowRoot: s.AllowRoot, StartTask: s.StartTask,
 		CreatedAt: now.UnixNano(), Nodes: map[string]*Node{},
 	}
 	c.pools[key(p.ID)] = p

@@ -23,6 +23,8 @@ type PoolRecord struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	JoinToken    string            `json:"join_token"`
 	CreatedAt    int64             `json:"created_at"`
+	AllowRoot    bool              `json:"allow_root,omitempty"`
+	StartTask    *StartTask        `json:"start_task,omitempty"`
 }
 
 // Record returns the pool's durable form.
@@ -30,6 +32,7 @@ func (p *Pool) Record() PoolRecord {
 	return PoolRecord{
 		ID: p.ID, Provider: p.Provider, SlotsPerNode: p.SlotsPerNode, Fill: p.Fill, Prefill: p.Prefill,
 		TargetNodes: p.TargetNodes, Labels: p.Labels, JoinToken: p.JoinToken, CreatedAt: p.CreatedAt,
+		AllowRoot: p.AllowRoot, StartTask: p.StartTask,
 	}
 }
 
@@ -45,6 +48,7 @@ type NodeRecord struct {
 	TokenHash string            `json:"token_hash"`
 	Drained   bool              `json:"drained,omitempty"`
 	JoinedAt  int64             `json:"joined_at"`
+	StartTask StartTaskPhase    `json:"start_task,omitempty"`
 }
 
 // Record returns the node's durable form.
@@ -52,6 +56,7 @@ func (n *Node) Record() NodeRecord {
 	return NodeRecord{
 		ID: n.ID, PoolID: n.Pool.ID, Hostname: n.Hostname, Slots: n.Slots, Cores: n.Cores, Memory: n.Memory,
 		Labels: n.Labels, TokenHash: n.TokenHash, Drained: n.Drained, JoinedAt: n.JoinedAt,
+		StartTask: n.StartTask,
 	}
 }
 
@@ -152,7 +157,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 		c.pools[key(r.ID)] = &Pool{
 			ID: r.ID, Provider: r.Provider, SlotsPerNode: r.SlotsPerNode, Fill: r.Fill, Prefill: r.Prefill,
 			TargetNodes: r.TargetNodes, Labels: r.Labels, JoinToken: r.JoinToken, CreatedAt: r.CreatedAt,
-			Nodes: map[string]*Node{}, dirty: true,
+			AllowRoot: r.AllowRoot, StartTask: r.StartTask, Nodes: map[string]*Node{}, dirty: true,
 		}
 	}
 	for _, r := range s.Nodes {
@@ -163,7 +168,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 		n := &Node{
 			ID: r.ID, Pool: p, Hostname: r.Hostname, Slots: r.Slots, Cores: r.Cores, Memory: r.Memory,
 			Labels: r.Labels, TokenHash: r.TokenHash, Drained: r.Drained, JoinedAt: r.JoinedAt,
-			LastSeen: now.UnixNano(),
+			StartTask: r.StartTask, LastSeen: now.UnixNano(),
 		}
 		c.nodes[key(n.ID)] = n
 		p.addNode(n)

@@ -11,6 +11,7 @@ import (
 
 // Schedule runs a placement pass over every pool that changed.
 func (c *Core) Schedule(now time.Time) {
+	c.markQuotaHeld()
 	for _, p := range c.Pools() {
 		if p.dirty {
 			p.dirty = false
@@ -47,8 +48,9 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 	}
 	queues := make([]sched.Queue, 0, len(p.jobs))
 	jq := make([]*jobQueue, 0, len(p.jobs))
+	live := c.liveByOwner()
 	for _, j := range p.jobs {
-		q := &jobQueue{c: c, job: j, nodes: nodes, now: now}
+		q := &jobQueue{c: c, job: j, nodes: nodes, now: now, live: live}
 		queues = append(queues, q)
 		jq = append(jq, q)
 	}
@@ -70,6 +72,8 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 		kept = append(kept, j)
 		req, ok := q.Next()
 		switch {
+		case !ok && q.overQuota:
+			j.PendingReason = "quota"
 		case !ok:
 			j.PendingReason = "concurrency_cap"
 		case !p.anyNodeFits(req):
@@ -123,7 +127,16 @@ func (c *Core) revokeBelow(p *Pool, prio int, req *Requirements) {
 		}
 	}
 }
-func (n *Node) schedulable() bool { return n.Connected && !n.Unreachable && !n.Drained }
+func (n *Node) schedulable() bool {
+	return n.Connected && !n.Unreachable && !n.Drained && n.startTaskAllows()
+}
+
+// startTaskAllows says whether the pool's start task lets the node take
+// tasks: always without wait_for_success, else only once it succeeded.
+func (n *Node) startTaskAllows() bool {
+	st := n.Pool.StartTask
+	return st == nil || !st.WaitForSuccess || n.StartTask == StartTaskNone || n.StartTask == StartTaskSucceeded
+}
 func (n *Node) couldEverFit(r *Requirements) bool {
 	if max(r.Slots, 1) > n.Slots || r.Cores > n.Cores || r.Memory > n.Memory {
 		return false
@@ -167,13 +180,22 @@ type jobQueue struct {
 	task  *Task // candidate from the ready list
 	at    int   // its index in the ready list
 	group *Group
+
+	// live counts live tasks by owner for the running-task quota (nil
+	// when there is none); overQuota says Next stopped on it.
+	live      map[string]int
+	overQuota bool
 }
 
 func (q *jobQueue) Priority() int { return q.job.Priority }
 func (q *jobQueue) Next() (sched.Request, bool) {
 	j := q.job
-	q.task, q.group = nil, nil
+	q.task, q.group, q.overQuota = nil, nil, false
 	if j.State != JobActive {
+		return sched.Request{}, false
+	}
+	if q.live != nil && q.live[j.Owner] >= q.c.cfg.MaxRunningTasksPerUser {
+		q.overQuota = true
 		return sched.Request{}, false
 	}
 	for i, t := range j.ready {
@@ -234,6 +256,9 @@ func (q *jobQueue) Take(ni int) {
 		j.Tasks[key(t.ID)] = t
 		g.cursor++
 		q.c.fx.SaveCursor(g)
+	}
+	if q.live != nil {
+		q.live[j.Owner]++
 	}
 	q.c.assign(t, q.nodes[ni], q.now)
 }

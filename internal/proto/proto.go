@@ -68,6 +68,29 @@ type Welcome struct {
 	HeartbeatInterval int64  // nanoseconds
 	Drop              []Ref  // tasks to kill and forget
 	Keep              []Keep
+	// AllowRoot is the pool's allow_root: without it an agent running as
+	// root runs tasks as its unprivileged run-as user.
+	AllowRoot bool
+	// StartTask is the pool's start task when this node has yet to run it;
+	// the agent answers with ToServer.StartTaskDone.
+	StartTask *StartTask
+}
+
+// StartTask prepares a node as it joins; the agent retries it up to
+// MaxRetries times before reporting.
+type StartTask struct {
+	Command    []string
+	Shell      bool
+	Env        map[string]string
+	MaxRetries int
+}
+
+// StartTaskDone reports a start task's end after its retries.
+type StartTaskDone struct {
+	OK       bool
+	ExitCode int
+	Attempts int
+	Err      string // could not be started, or a signal
 }
 
 // Template is what an array's tasks run; sent once per stream, then named
@@ -84,6 +107,7 @@ type Template struct {
 	Slots        int
 	Inputs       []Input
 	Outputs      []Output
+	Apps         []string // application packages, NAME@VERSION, installed before the task runs
 }
 
 // Input is a resource file to stage before the process starts.
@@ -192,6 +216,9 @@ type ToServer struct {
 	Finished  []Finished
 	Revoked   []RevokeAnswer
 	Logs      []LogChunk
+	// StartTaskDone ends the node's start task (sent again on reconnect
+	// while the server still asks for it).
+	StartTaskDone *StartTaskDone
 }
 
 var (

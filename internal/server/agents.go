@@ -166,7 +166,10 @@ func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn
 		return err
 	}
 	s.eng.mu.Lock()
-	w := &proto.Welcome{NodeID: node.ID, NodeToken: newToken, HeartbeatInterval: int64(s.eng.core.HeartbeatInterval())}
+	w := &proto.Welcome{NodeID: node.ID, NodeToken: newToken, HeartbeatInterval: int64(s.eng.core.HeartbeatInterval()), AllowRoot: node.Pool.AllowRoot}
+	if st := node.Pool.StartTask; st != nil && node.StartTask == core.StartTaskRunning {
+		w.StartTask = &proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries}
+	}
 	for _, k := range rec.Drop {
 		w.Drop = append(w.Drop, proto.Ref{Job: k.JobID, Task: k.TaskID, Attempt: k.Attempt})
 	}
@@ -225,11 +228,15 @@ func (sess *session) reader() error {
 		for _, rv := range f.Revoked {
 			c.RevokeAnswered(n, rv.Ref.Job, rv.Ref.Task, rv.Ref.Attempt, rv.Revoked)
 		}
+		if d := f.StartTaskDone; d != nil {
+			c.StartTaskDone(n, d.OK)
+			sess.srv.log.Info("start task ended", "node", n.ID, "ok", d.OK, "exit_code", d.ExitCode, "attempts", d.Attempts, "err", d.Err)
+		}
 		if f.Seq != 0 {
 			e.open.acks[sess] = f.Seq
 		}
 		e.mu.Unlock()
-		if len(f.Started)+len(f.Preparing)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 {
+		if len(f.Started)+len(f.Preparing)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 || f.StartTaskDone != nil {
 			e.kick()
 		}
 	}
@@ -283,7 +290,7 @@ func protoTemplate(k string, j *core.Job, t *core.Template) proto.Template {
 	}
 	pt := proto.Template{
 		Key: k, Job: j.ID, Pool: j.Pool.ID, Command: t.Command, Shell: t.Shell, Env: env,
-		MaxWallClock: int64(wall), Cwd: t.Cwd, Slots: max(t.Req.Slots, 1),
+		MaxWallClock: int64(wall), Cwd: t.Cwd, Slots: max(t.Req.Slots, 1), Apps: t.Apps,
 	}
 	for _, in := range t.Inputs {
 		pt.Inputs = append(pt.Inputs, proto.Input{Source: in.Source, Path: in.Path, Mode: in.Mode})

@@ -120,6 +120,13 @@ func (s *Server) serve(rt route) http.HandlerFunc {
 			}
 			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			// While the store refuses commits, changes are refused before
+			// they reach the core: they could not be made durable.
+			if errp := s.eng.failed.Load(); errp != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Retry-After", "5")
+				writeErr(w, http.StatusServiceUnavailable, api.CodeUnavailable, "the store cannot commit changes (is its disk full?): "+(*errp).Error(), "")
+				return
+			}
 		}
 		if rt.access == data && !s.valid(r) && !s.nodeAuthorized(r) {
 			writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid bearer token", "")
@@ -207,6 +214,13 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, api.CodeNotFound, err.Error(), "")
 	case errors.Is(err, core.ErrConflict):
 		writeErr(w, http.StatusConflict, api.CodeConflict, err.Error(), "")
+	case errors.Is(err, errStoreUnavailable):
+		w.Header().Set("Retry-After", "5")
+		writeErr(w, http.StatusServiceUnavailable, api.CodeUnavailable,
+			"the store cannot commit changes (is its disk full?); the outcome of this request is unknown, retry it with the same idempotency key: "+err.Error(), "")
+	case errors.Is(err, core.ErrQuota):
+		// No Retry-After: the quota frees only as the user's tasks end.
+		writeErr(w, http.StatusTooManyRequests, api.CodeQuota, err.Error(), "")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeErr(w, http.StatusServiceUnavailable, api.CodeUnavailable, err.Error(), "")
 	default:
@@ -555,12 +569,16 @@ func (s *Server) addTasks(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
+	add, err := s.resolveApps(r.Context(), in, "")
+	if err != nil {
+		return err
+	}
 	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		j, err := s.job(c, r)
 		if err != nil {
 			return nil, err
 		}
-		return addToJob(c, j, in, "", now)
+		return addToJob(c, j, add, "", now)
 	})
 }
 
@@ -587,13 +605,17 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
+	tasks, err := s.resolveApps(r.Context(), in.Tasks, "tasks.")
+	if err != nil {
+		return err
+	}
 	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
 		if in.Existing {
 			j := c.Job(in.Job.ID)
 			if j == nil || !visible(callerOf(r.Context()), j) {
 				return nil, notFound("no job %q", in.Job.ID)
 			}
-			return addToJob(c, j, in.Tasks, "tasks.", now)
+			return addToJob(c, j, tasks, "tasks.", now)
 		}
 		spec, err := jobSpec(in.Job, callerOf(r.Context()).name)
 		if err != nil {
@@ -605,7 +627,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 		if spec.ID != "" && c.Job(spec.ID) != nil {
 			return nil, &httpError{http.StatusConflict, api.CodeConflict, fmt.Sprintf("job %q already exists", spec.ID), "job.id"}
 		}
-		add, err := taskAdd(in.Tasks, spec.MaxRetries)
+		add, err := taskAdd(tasks, spec.MaxRetries)
 		if err != nil {
 			return nil, prefixField("tasks.", err)
 		}

@@ -50,10 +50,10 @@ func TestClientRoundTrip(t *testing.T) {
 	use("CreatePool")
 	prefill := 3
 	p, err := cl.CreatePool(ctx, api.PoolCreate{ID: "p1", SlotsPerNode: 2, FillPolicy: "pack", Prefill: &prefill,
-		Labels: map[string]string{"gpu": "no"}})
+		Labels: map[string]string{"gpu": "no"}, AllowRoot: true})
 	must(err)
 	if p.ID != "p1" || p.SlotsPerNode != 2 || p.FillPolicy != "pack" || p.Prefill != 3 || p.Provider != "static" ||
-		p.Labels["gpu"] != "no" || p.JoinToken == "" || p.CreatedAt.IsZero() {
+		p.Labels["gpu"] != "no" || p.JoinToken == "" || !p.AllowRoot || p.CreatedAt.IsZero() {
 		t.Errorf("CreatePool = %+v", p)
 	}
 	use("Pool")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/apppkg"
 	"github.com/lotehq/lote/internal/arrayspec"
 	"github.com/lotehq/lote/internal/blob"
 	"github.com/lotehq/lote/internal/core"
@@ -180,10 +181,46 @@ func poolSpec(in api.PoolCreate) (core.PoolSpec, error) {
 	if err := checkPairs("labels", in.Labels); err != nil {
 		return s, err
 	}
+	st, err := startTask(in.StartTask)
+	if err != nil {
+		return s, err
+	}
 	return core.PoolSpec{
 		ID: in.ID, Provider: orDefault(in.Provider, "static"), SlotsPerNode: in.SlotsPerNode, Fill: fill,
-		Prefill: prefill, TargetNodes: in.TargetNodes, Labels: in.Labels,
+		Prefill: prefill, TargetNodes: in.TargetNodes, Labels: in.Labels, AllowRoot: in.AllowRoot,
+		StartTask: st,
 	}, nil
+}
+
+// maxStartTaskRetries bounds a start task's retries: each one delays the
+// node's first task.
+const maxStartTaskRetries = 100
+
+// startTask validates a pool's start task; wait_for_success defaults to
+// true, as in Azure Batch.
+func startTask(in *api.StartTask) (*core.StartTask, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if len(in.Command) == 0 {
+		return nil, invalid("start_task.command", "required: the program and its arguments")
+	}
+	if in.Shell && len(in.Command) != 1 {
+		return nil, invalid("start_task.command", "with shell, give exactly one command line")
+	}
+	for i, a := range in.Command {
+		if len(a) > maxArgBytes || strings.ContainsRune(a, 0) {
+			return nil, invalid(fmt.Sprintf("start_task.command[%d]", i), "longer than %d bytes or contains a NUL byte", maxArgBytes)
+		}
+	}
+	if err := checkEnv("start_task.env", in.Env); err != nil {
+		return nil, err
+	}
+	if in.MaxRetries < 0 || in.MaxRetries > maxStartTaskRetries {
+		return nil, invalid("start_task.max_retries", "must be between 0 and %d", maxStartTaskRetries)
+	}
+	wait := in.WaitForSuccess == nil || *in.WaitForSuccess
+	return &core.StartTask{Command: in.Command, Shell: in.Shell, Env: in.Env, MaxRetries: in.MaxRetries, WaitForSuccess: wait}, nil
 }
 
 // template validates one task spec; field prefixes the wire path.
@@ -230,6 +267,17 @@ func template(in *api.TaskSpec, jobRetries int, field string) (core.Template, er
 	}
 	if t.Outputs, err = outputFiles(in.Outputs, field); err != nil {
 		return t, err
+	}
+	// resolveApps has already pinned every package to a version.
+	for i, s := range in.Apps {
+		r, err := apppkg.Parse(s)
+		if err == nil && r.Version == "" {
+			err = errors.New("no version resolved")
+		}
+		if err != nil {
+			return t, invalid(fmt.Sprintf("%sapps[%d]", field, i), "%v", err)
+		}
+		t.Apps = append(t.Apps, r.String())
 	}
 	if in.MaxRetries != nil {
 		if *in.MaxRetries < -1 {
@@ -446,7 +494,11 @@ func poolOut(p *core.Pool, withToken bool) api.Pool {
 	out := api.Pool{
 		ID: p.ID, Provider: p.Provider, SlotsPerNode: p.SlotsPerNode, FillPolicy: p.Fill.String(),
 		Prefill: p.Prefill, TargetNodes: p.TargetNodes, Labels: p.Labels, CreatedAt: ts(p.CreatedAt),
-		NodeCounts: map[string]int{},
+		AllowRoot: p.AllowRoot, NodeCounts: map[string]int{},
+	}
+	if st := p.StartTask; st != nil {
+		wait := st.WaitForSuccess
+		out.StartTask = &api.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries, WaitForSuccess: &wait}
 	}
 	for _, n := range p.Nodes {
 		out.NodeCounts[n.State().String()]++

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -32,7 +34,13 @@ type engine struct {
 	committed atomic.Uint64
 	waitMu    sync.Mutex
 	waitc     chan struct{} // closed and replaced at every commit
-	failed    atomic.Pointer[error]
+	// failed holds the last commit error (wrapping errStoreUnavailable)
+	// while the store refuses commits; nil once a commit succeeds again.
+	failed atomic.Pointer[error]
+	// pending is a sealed batch whose commit failed: the committer applies
+	// it again, alone and before anything newer, until it succeeds; its
+	// effects stay held until then. Only the committer touches it.
+	pending *batch
 
 	sessions sync.Map                    // node key → *session
 	idem     map[string]store.Idempotent // guarded by mu
@@ -195,63 +203,112 @@ func (e *engine) wait(ctx context.Context, seq uint64) error {
 	}
 }
 
-// run is the committer loop.
+// errStoreUnavailable marks the answer to changes while the store refuses
+// commits (a full disk, for instance): 503, try again later.
+var errStoreUnavailable = errors.New("store unavailable")
+
+// Retry delays of a failed commit.
+const (
+	minCommitRetry = 100 * time.Millisecond
+	maxCommitRetry = 5 * time.Second
+)
+
+// run is the committer loop. A failed commit does not stop it: the batch is
+// applied again after a growing delay until the store takes it (the disk
+// was full and has room again), while changes are answered 503. Nothing of
+// the batch is released before it commits, and no later batch commits
+// before it, so the store only ever moves from one committed state to the
+// next.
 func (e *engine) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	retry := time.Duration(0)
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.kickc:
-			if wait := e.minInterval - time.Since(e.lastCommit); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-					return
-				}
+		if retry > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
 			}
-		case <-tick.C:
-			e.mu.Lock()
-			lost := e.core.Tick(e.now())
-			purged := e.core.Purge(e.now(), e.purgeAge, e.purgeTasks)
-			e.mu.Unlock()
-			if len(purged) > 0 {
-				e.log.Info("purged completed jobs", "jobs", len(purged), "first", purged[0])
-			}
-			for _, n := range lost {
-				if sess := e.session(n.ID); sess != nil {
-					sess.cancel()
-				}
+		} else {
+			e.waitForWork(ctx, tick)
+			if ctx.Err() != nil {
+				return
 			}
 		}
 		// The commit itself is not cancelled: a batch is applied whole.
 		if err := e.commitOnce(context.Background()); err != nil {
-			e.log.Error("store commit failed; the server stops accepting work", "err", err)
+			if e.failed.Load() == nil {
+				e.log.Error("store commit failed; refusing changes and retrying", "err", err)
+			}
+			err = fmt.Errorf("%w: %w", errStoreUnavailable, err)
 			e.failed.Store(&err)
 			e.notify()
-			return
+			retry = min(max(2*retry, minCommitRetry), maxCommitRetry)
+			continue
+		}
+		if retry > 0 {
+			e.log.Info("store commits again")
+			e.failed.Store(nil)
+			retry = 0
 		}
 	}
 }
 
+// waitForWork blocks until the committer is kicked or ticks (running the
+// core's timers then), or ctx ends.
+func (e *engine) waitForWork(ctx context.Context, tick *time.Ticker) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-e.kickc:
+		if wait := e.minInterval - time.Since(e.lastCommit); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
+	case <-tick.C:
+		e.mu.Lock()
+		lost := e.core.Tick(e.now())
+		purged := e.core.Purge(e.now(), e.purgeAge, e.purgeTasks)
+		e.mu.Unlock()
+		if len(purged) > 0 {
+			e.log.Info("purged completed jobs", "jobs", len(purged), "first", purged[0])
+		}
+		for _, n := range lost {
+			if sess := e.session(n.ID); sess != nil {
+				sess.cancel()
+			}
+		}
+	}
+}
+
+// commitOnce seals the open batch (or takes the pending one that failed
+// before), applies it and releases its effects.
 func (e *engine) commitOnce(ctx context.Context) error {
 	e.lastCommit = time.Now()
-	e.mu.Lock()
-	t0 := time.Now()
-	e.core.Schedule(e.now())
-	e.obs.scheduled(time.Since(t0))
-	b := e.open
-	e.seal(b)
-	e.seq++
-	e.open = newBatch(e.seq)
-	e.mu.Unlock()
+	b := e.pending
+	if b == nil {
+		e.mu.Lock()
+		t0 := time.Now()
+		e.core.Schedule(e.now())
+		e.obs.scheduled(time.Since(t0))
+		b = e.open
+		e.seal(b)
+		e.seq++
+		e.open = newBatch(e.seq)
+		e.mu.Unlock()
+	}
 
 	if !b.sealed.Empty() {
 		t0 := time.Now()
 		if err := e.store.Apply(ctx, &b.sealed); err != nil {
-			return err
+			e.pending = b
+			return fmt.Errorf("committing batch %d: %w", b.seq, err)
 		}
+		e.pending = nil
 		e.obs.committed(time.Since(t0), &b.sealed)
 		e.stats.batches.Add(1)
 		e.stats.tasks.Add(uint64(len(b.sealed.Tasks)))

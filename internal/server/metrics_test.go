@@ -79,7 +79,7 @@ func TestMetricsFollowAJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tok := env.Server.AdminToken()
-	if _, err := cl.CreatePool(ctx, api.PoolCreate{ID: "m", SlotsPerNode: 2}); err != nil {
+	if _, err := cl.CreatePool(ctx, api.PoolCreate{ID: "m", SlotsPerNode: 2, AllowRoot: true}); err != nil {
 		t.Fatal(err)
 	}
 	env.Agent("m", testenv.AgentConfig{Name: "m1", Slots: 2})

@@ -47,10 +47,14 @@ type Config struct {
 	// RateLimit is each token's sustained API requests per second (bursts
 	// of twice that); 0 means no limit.
 	RateLimit float64
-	CertFile  string // TLS certificate; generated in Dir when listening off loopback
-	KeyFile   string
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// MaxQueuedTasksPerUser and MaxRunningTasksPerUser are the per-user
+	// quotas of core.Config; 0 means none.
+	MaxQueuedTasksPerUser  int
+	MaxRunningTasksPerUser int
+	CertFile               string // TLS certificate; generated in Dir when listening off loopback
+	KeyFile                string
+	Logger                 *slog.Logger
+	Now                    func() time.Time
 }
 
 // DefaultMaxCompletedTasks bounds the memory completed jobs hold (about
@@ -191,7 +195,10 @@ func (s *Server) load(ctx context.Context) error {
 		events: newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
 	}
 	s.eng.obs = newMetrics(s.eng)
-	c, err := core.Restore(core.Config{HeartbeatTimeout: s.cfg.HeartbeatTimeout}, s.eng, snap, s.cfg.Now())
+	c, err := core.Restore(core.Config{
+		HeartbeatTimeout:      s.cfg.HeartbeatTimeout,
+		MaxQueuedTasksPerUser: s.cfg.MaxQueuedTasksPerUser, MaxRunningTasksPerUser: s.cfg.MaxRunningTasksPerUser,
+	}, s.eng, snap, s.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("server: rebuilding state: %w", err)
 	}

@@ -38,10 +38,19 @@ type Env struct {
 // 127.0.0.1:0. It is closed in t's cleanup.
 func Start(t testing.TB) *Env {
 	t.Helper()
+	return StartWith(t, server.Config{})
+}
+
+// StartWith is Start with cfg's settings; its directory, address, logger
+// and (when zero) heartbeat timeout are the test's.
+func StartWith(t testing.TB, cfg server.Config) *Env {
+	t.Helper()
 	dir := t.TempDir()
-	srv, err := server.Start(context.Background(), server.Config{
-		Dir: dir, Listen: "127.0.0.1:0", Logger: quietLogger(t), HeartbeatTimeout: 5 * time.Second,
-	})
+	cfg.Dir, cfg.Listen, cfg.Logger = dir, "127.0.0.1:0", quietLogger(t)
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = 5 * time.Second
+	}
+	srv, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("starting server: %v", err)
 	}

@@ -144,7 +144,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	env := testenv.Start(t)
 	cl := env.Client
 	bg := context.Background()
-	if _, err := cl.CreatePool(bg, api.PoolCreate{ID: "render", SlotsPerNode: 2}); err != nil {
+	if _, err := cl.CreatePool(bg, api.PoolCreate{ID: "render", SlotsPerNode: 2, AllowRoot: true}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {

@@ -95,6 +95,9 @@ type JobOpt func(*core.JobSpec)
 // Priority sets the job's priority.
 func Priority(n int) JobOpt { return func(s *core.JobSpec) { s.Priority = n } }
 
+// Owner sets the job's owner (default "test").
+func Owner(name string) JobOpt { return func(s *core.JobSpec) { s.Owner = name } }
+
 // TerminateWhenDone completes the job once all its tasks have completed.
 func TerminateWhenDone() JobOpt { return func(s *core.JobSpec) { s.TerminateWhenDone = true } }
 

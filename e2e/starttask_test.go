@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lotehq/lote/api"
+)
+
+// awaitNodeState waits until the pool's one node is in state.
+func (c *cluster) awaitNodeState(pool, state string) api.Node {
+	c.t.Helper()
+	var n api.Node
+	waitFor(c.t, 30*time.Second, "node of "+pool+" to be "+state, func() error {
+		nodes := c.nodes(pool)
+		if len(nodes) != 1 {
+			return fmt.Errorf("%d nodes", len(nodes))
+		}
+		if n = nodes[0]; n.State != state {
+			return fmt.Errorf("node is %s", n.State)
+		}
+		return nil
+	})
+	return n
+}
+
+// TestStartTask: a pool's start task runs on each node as it joins; until
+// it succeeds the node is waiting_for_start_task and gets no task; when it
+// fails after its retries the node is start_task_failed and gets none.
+func TestStartTask(t *testing.T) {
+	t.Parallel()
+	root := testRoot(t)
+	home := filepath.Join(root, "server")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := startServer(t, home, "127.0.0.1:0")
+	release := filepath.Join(root, "release")
+	agent := func(pool, token string) string {
+		dir := filepath.Join(root, "node-"+pool)
+		startProc(t, home, filepath.Join(root, "agent-"+pool+".log"), "agent", "--server", c.url, "--pool", pool,
+			"--join-token", token, "--dir", dir, "--slots", "1")
+		return dir
+	}
+
+	t.Run("success", func(t *testing.T) {
+		var pool api.Pool
+		c.json(&pool, "pool", "create", "S", "--slots", "1", "--allow-root", "--start-task-env", "GREETING=prepared",
+			"--start-task", `while [ ! -e '`+release+`' ]; do sleep 0.05; done; echo "$GREETING" > "$LOTE_NODE_SHARED_DIR/ready"`)
+		if pool.StartTask == nil || !*pool.StartTask.WaitForSuccess {
+			t.Fatalf("pool start task = %+v, want wait_for_success by default", pool.StartTask)
+		}
+		dir := agent("S", pool.JoinToken)
+		c.awaitNodeState("S", "waiting_for_start_task")
+		c.must("submit", "--job", "SJ", "--pool", "S", "--id-prefix", "t", "--array", "1", "--shell", "--", `cat "$LOTE_NODE_SHARED_DIR/ready"`)
+		time.Sleep(500 * time.Millisecond)
+		if tk := c.task("SJ", "t1"); tk.State != "active" {
+			t.Fatalf("task %s while the start task runs, want active", tk.State)
+		}
+		os.WriteFile(release, nil, 0o644)
+		c.awaitJob("SJ", 30*time.Second)
+		if r := c.must("task", "logs", "SJ", "t1"); r.stdout != "prepared\n" {
+			t.Errorf("task logs: %s", r)
+		}
+		c.awaitNodeState("S", "idle")
+		if _, err := os.Stat(filepath.Join(dir, "startup", "wd")); err != nil {
+			t.Errorf("start task working dir: %v", err)
+		}
+	})
+
+	t.Run("failure", func(t *testing.T) {
+		var pool api.Pool
+		c.json(&pool, "pool", "create", "F", "--slots", "1", "--allow-root", "--start-task-retries", "1",
+			"--start-task", `echo "attempt $LOTE_ATTEMPT" >> "$LOTE_NODE_ROOT_DIR/attempts"; exit 3`)
+		dir := agent("F", pool.JoinToken)
+		c.awaitNodeState("F", "start_task_failed")
+		if b, _ := os.ReadFile(filepath.Join(dir, "attempts")); string(b) != "attempt 1\nattempt 2\n" {
+			t.Errorf("start task attempts: %q, want two (one retry)", b)
+		}
+		c.must("submit", "--job", "FJ", "--pool", "F", "--id-prefix", "t", "--array", "1", "--", "true")
+		time.Sleep(500 * time.Millisecond)
+		if tk := c.task("FJ", "t1"); tk.State != "active" {
+			t.Errorf("task %s on a start_task_failed node, want active", tk.State)
+		}
+	})
+}

@@ -1,0 +1,153 @@
+package agent
+
+// The pool's start task runs once on a node as it joins, before the server
+// gives the node tasks (when the pool waits for success):
+//
+//	welcome(StartTask) ──► attempt 1 … MaxRetries+1 ──► startup/result.json ──► StartTaskDone
+//
+// It runs through the spawner like a task, in startup/wd with its output in
+// startup/stdout.txt and startup/stderr.txt. The result is kept in
+// startup/result.json, so a reconnect that is asked again (the report was
+// lost) answers from it instead of running the start task twice.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/lotehq/lote/internal/proto"
+	"github.com/lotehq/lote/internal/spawner"
+)
+
+// startTaskState is the agent's start task bookkeeping, guarded by Agent.mu;
+// its zero value is ready to use.
+type startTaskState struct {
+	running bool
+	done    *proto.StartTaskDone // to send on the next frame
+	wait    map[string]chan spawner.Exit
+}
+
+func (a *Agent) startupDir() string { return filepath.Join(a.cfg.Dir, "startup") }
+
+// beginStartTaskLocked answers the server's request to run the start task.
+func (a *Agent) beginStartTaskLocked(st proto.StartTask) {
+	if a.start.running {
+		return
+	}
+	if b, err := os.ReadFile(filepath.Join(a.startupDir(), "result.json")); err == nil {
+		var done proto.StartTaskDone
+		if json.Unmarshal(b, &done) == nil {
+			a.start.done = &done
+			return
+		}
+	}
+	a.start.running = true
+	go a.runStartTask(st)
+}
+
+func (a *Agent) runStartTask(st proto.StartTask) {
+	var done proto.StartTaskDone
+	for attempt := 1; attempt <= st.MaxRetries+1; attempt++ {
+		done = proto.StartTaskDone{Attempts: attempt}
+		ex, err := a.startTaskAttempt(st, attempt)
+		switch {
+		case err != nil:
+			done.ExitCode, done.Err = -1, err.Error()
+		default:
+			done.ExitCode, done.OK = ex.ExitCode, succeeded(ex)
+			switch {
+			case ex.StartErr != "":
+				done.Err = ex.StartErr
+			case ex.Signal != 0:
+				done.Err = "killed by signal " + strconv.Itoa(ex.Signal)
+			case ex.TimedOut:
+				done.Err = "timed out"
+			}
+		}
+		a.log.Info("start task attempt ended", "attempt", attempt, "ok", done.OK, "exit_code", done.ExitCode, "err", done.Err)
+		if done.OK {
+			break
+		}
+	}
+	a.mu.Lock()
+	stopping := a.stopping
+	a.mu.Unlock()
+	if stopping && !done.OK {
+		// Stopped by shutdown, not failed: the next join runs it again.
+		a.mu.Lock()
+		a.start.running = false
+		a.mu.Unlock()
+		return
+	}
+	b, _ := json.Marshal(done)
+	path := filepath.Join(a.startupDir(), "result.json")
+	if err := os.WriteFile(path+".tmp", b, 0o644); err == nil {
+		os.Rename(path+".tmp", path)
+	}
+	a.mu.Lock()
+	a.start.running, a.start.done = false, &done
+	a.mu.Unlock()
+	a.wake()
+}
+
+// startTaskAttempt runs one attempt and waits for its exit.
+func (a *Agent) startTaskAttempt(st proto.StartTask, attempt int) (spawner.Exit, error) {
+	dir := a.startupDir()
+	wd := filepath.Join(dir, "wd")
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return spawner.Exit{}, fmt.Errorf("start task: %w", err)
+	}
+	argv := st.Command
+	if st.Shell {
+		argv = []string{"/bin/sh", "-c", st.Command[0]}
+	}
+	// No '/' in the ID: a restarted agent must not adopt it as a task.
+	id := fmt.Sprintf("startup-%d-%d", attempt, time.Now().UnixNano())
+	ch := make(chan spawner.Exit, 1)
+	a.mu.Lock()
+	env := append([]string(nil), a.env...)
+	env = append(env,
+		"LOTE_POOL_ID="+a.cfg.Pool,
+		"LOTE_NODE_ID="+a.id.NodeID,
+		"LOTE_TASK_WORKING_DIR="+wd,
+		"LOTE_TASK_DIR="+dir,
+		"LOTE_NODE_SHARED_DIR="+filepath.Join(a.cfg.Dir, "shared"),
+		"LOTE_NODE_ROOT_DIR="+a.cfg.Dir,
+		"LOTE_ATTEMPT="+strconv.Itoa(attempt),
+	)
+	for k, v := range st.Env {
+		env = append(env, k+"="+v)
+	}
+	if a.start.wait == nil {
+		a.start.wait = map[string]chan spawner.Exit{}
+	}
+	a.start.wait[id] = ch
+	cred := a.credLocked()
+	a.mu.Unlock()
+	err := a.spawner().Spawn(spawner.SpawnRequest{
+		ID: id, Argv: argv, Env: env, Dir: wd,
+		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"), Credential: cred,
+	})
+	if err != nil {
+		a.mu.Lock()
+		delete(a.start.wait, id)
+		a.mu.Unlock()
+		return spawner.Exit{}, fmt.Errorf("starting the start task: %w", err)
+	}
+	return <-ch, nil
+}
+
+// startTaskExitLocked hands a start task's exit to its waiter; it reports
+// whether the exit was one.
+func (a *Agent) startTaskExitLocked(ex spawner.Exit) bool {
+	ch := a.start.wait[ex.ID]
+	if ch == nil {
+		return false
+	}
+	delete(a.start.wait, ex.ID)
+	ch <- ex
+	return true
+}
