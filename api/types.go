@@ -81,6 +81,7 @@ type Pool struct {
 	// otherwise those agents run them as their --run-as user.
 	AllowRoot bool       `json:"allow_root"`
 	StartTask *StartTask `json:"start_task,omitempty"`
+	Apps      []string   `json:"apps,omitempty"`
 }
 
 // PoolCreate is the body of POST /v1/pools.
@@ -94,6 +95,9 @@ type PoolCreate struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	AllowRoot    bool              `json:"allow_root,omitempty"`
 	StartTask    *StartTask        `json:"start_task,omitempty"`
+	// Apps are application packages every task of the pool gets, NAME or
+	// NAME@VERSION; a bare NAME is pinned to the newest version at creation.
+	Apps []string `json:"apps,omitempty"`
 }
 
 // StartTask runs on every node of a pool as it joins. While it runs the
@@ -172,6 +176,11 @@ type JobCreate struct {
 	OnAllTasksComplete string            `json:"on_all_tasks_complete,omitempty"`
 	Tags               map[string]string `json:"tags,omitempty"`
 	Env                map[string]string `json:"env,omitempty"`
+	// PrepTask runs once on a node before the job's first task there; if it
+	// still fails after its retries the node is barred from the job.
+	// ReleaseTask runs on the nodes that ran the job's tasks when it ends.
+	PrepTask    *StartTask `json:"prep_task,omitempty"`
+	ReleaseTask *StartTask `json:"release_task,omitempty"`
 }
 
 // Requirements are what a task needs from a node.

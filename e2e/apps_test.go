@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lotehq/lote/api"
 )
 
 // writeTarGz writes a .tar.gz holding files (name → content, mode 0755).
@@ -88,6 +90,23 @@ func TestApplicationPackages(t *testing.T) {
 	}
 	if r := c.cli("submit", "--job", "A", "--app", "my-tool@9", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "my-tool@9") {
 		t.Errorf("unknown version: %s", r)
+	}
+	// A pool's packages reach every task of the pool.
+	var pool api.Pool
+	c.json(&pool, "pool", "create", "AP", "--slots", "1", "--allow-root", "--app", "my-tool")
+	if len(pool.Apps) != 1 || pool.Apps[0] != "my-tool@2.0" {
+		t.Errorf("pool apps %v, want [my-tool@2.0] (pinned at creation)", pool.Apps)
+	}
+	startProc(t, home, filepath.Join(home, "agent-ap.log"), "agent", "--server", c.url, "--pool", "AP",
+		"--join-token", pool.JoinToken, "--dir", filepath.Join(home, "node-ap"), "--slots", "1")
+	c.awaitNodes("AP", 1)
+	c.must("submit", "--job", "PA", "--pool", "AP", "--id-prefix", "p", "--array", "1", "--wait", "--shell", "--",
+		`sh "$LOTE_APP_MY_TOOL_2_0/bin/hello" pool`)
+	if r := c.must("task", "logs", "PA", "p1"); r.stdout != "hello from v2 pool\n" {
+		t.Errorf("pool package task logs: %s", r)
+	}
+	if r := c.cli("pool", "create", "BAD", "--app", "nope"); r.code == 0 || !strings.Contains(r.stderr, "apps[0]") {
+		t.Errorf("pool with an unknown package: %s", r)
 	}
 	// An archive with an entry leaving its root is refused at install: the
 	// task fails with category staging and nothing is written outside.

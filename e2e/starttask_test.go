@@ -87,3 +87,56 @@ func TestStartTask(t *testing.T) {
 		}
 	})
 }
+
+// TestJobPrep: a job's preparation task runs once per node before the
+// job's first task there; where it fails the node is barred from the job
+// and the tasks run elsewhere without using retries.
+func TestJobPrep(t *testing.T) {
+	t.Parallel()
+	home := testRoot(t)
+	c := startUp(t, home, "--nodes", "2", "--slots", "2")
+	c.must("job", "create", "P", "--pool", "local", "--prep-task-retries", "1",
+		"--prep-task", `echo "$LOTE_JOB_ID" >> "$LOTE_NODE_ROOT_DIR/prep-runs"; [ "$LOTE_NODE_ID" != local-2 ]`)
+	c.must("submit", "--job", "P", "--id-prefix", "t", "--array", "1-8", "--wait", "--shell", "--",
+		`grep -q P "$LOTE_NODE_ROOT_DIR/prep-runs" && echo "$LOTE_NODE_ID"`)
+	if j := c.job("P"); j.TaskCounts.Succeeded != 8 {
+		t.Fatalf("counts %+v", j.TaskCounts)
+	}
+	for i := 1; i <= 8; i++ {
+		tk := c.task("P", fmt.Sprintf("t%d", i))
+		if tk.NodeID != "local-1" {
+			t.Errorf("t%d ran on %s, want local-1 (local-2 is barred)", i, tk.NodeID)
+		}
+		for _, a := range tk.Attempts[:len(tk.Attempts)-1] {
+			if a.NodeID != "local-2" || a.FailureCategory != "staging" {
+				t.Errorf("t%d earlier attempt %+v, want a staging failure on local-2", i, a)
+			}
+		}
+	}
+	for node, want := range map[string]string{"local-1": "P\n", "local-2": "P\nP\n"} {
+		b, _ := os.ReadFile(filepath.Join(home, "nodes", node, "prep-runs"))
+		if string(b) != want {
+			t.Errorf("%s ran the prep task %q, want %q (once, plus one retry where it fails)", node, b, want)
+		}
+	}
+}
+
+// TestJobPrepRelease: on a node, the job's preparation task runs before the
+// job's first task and its release task after the job ended.
+func TestJobPrepRelease(t *testing.T) {
+	t.Parallel()
+	home := testRoot(t)
+	c := startUp(t, home, "--nodes", "1", "--slots", "2")
+	order := filepath.Join(home, "nodes", "local-1", "order")
+	c.must("job", "create", "R", "--pool", "local", "--on-all-tasks-complete", "terminate_job",
+		"--prep-task", `echo prep >> "$LOTE_NODE_ROOT_DIR/order"`,
+		"--release-task", `echo "release $LOTE_JOB_ID" >> "$LOTE_NODE_ROOT_DIR/order"`)
+	c.must("submit", "--job", "R", "--array", "1-3", "--wait", "--shell", "--", `echo task >> "$LOTE_NODE_ROOT_DIR/order"`)
+	waitFor(t, 30*time.Second, "the release task", func() error {
+		b, _ := os.ReadFile(order)
+		if want := "prep\ntask\ntask\ntask\nrelease R\n"; string(b) != want {
+			return fmt.Errorf("order %q, want %q", b, want)
+		}
+		return nil
+	})
+}

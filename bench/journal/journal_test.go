@@ -54,6 +54,7 @@ func (r *recorder) Kill(*core.Node, string, string, int) {}
 func (r *recorder) DeleteJob(*core.Job)                  {}
 func (r *recorder) DeletePool(*core.Pool)                {}
 func (r *recorder) DeleteNode(*core.Node)                {}
+func (r *recorder) ReleaseJob(*core.Node, *core.Job)     {}
 
 // seal returns the open batch as the store receives it and opens a new one.
 func (r *recorder) seal() *store.Batch {

@@ -105,7 +105,10 @@ type task struct {
 	running bool   // holds its slots: staging, running or uploading
 	staging bool   // inputs being staged; no process yet
 	killed  bool   // dropped while staging: do not start it
-	cancel  context.CancelFunc
+	// prepFailed: the job's preparation task failed on this node, so the
+	// attempt is reported without starting.
+	prepFailed bool
+	cancel     context.CancelFunc
 }
 
 type report struct {
@@ -149,6 +152,7 @@ type Agent struct {
 	cache *cache
 	apps  appInstaller
 	start startTaskState
+	prep  jobPrepState
 	dcMu  sync.Mutex
 	dc    *api.Client // the data API client (dataClient)
 	dcKey string
@@ -548,6 +552,9 @@ func (a *Agent) handle(f *proto.ToAgent) {
 	for _, r := range f.Kill {
 		a.dropLocked(spawnID(r))
 	}
+	for _, r := range f.Release {
+		go a.runJobRelease(r)
+	}
 	if f.AckReports != 0 {
 		n := 0
 		for n < len(a.inflight) && a.inflight[n].seq <= f.AckReports {
@@ -646,7 +653,7 @@ func (a *Agent) startLocked() {
 		a.queue = a.queue[1:]
 		a.used += t.slots
 		t.running = true
-		if needsStaging(t) || !a.appsReady(t) {
+		if needsStaging(t) || !a.appsReady(t) || !a.prepReady(t) {
 			ctx, cancel := context.WithCancel(context.Background())
 			t.staging, t.cancel = true, cancel
 			a.preparing = append(a.preparing, proto.Started{Ref: t.ref, At: time.Now().UnixNano()})
@@ -847,7 +854,7 @@ func (a *Agent) finishWith(t *task, ex spawner.Exit, stagingErr string, logBlobs
 		Lost: ex.Lost || a.stopping, StartErr: ex.StartErr, StartedAt: ex.StartedAt.UnixNano(), EndedAt: ex.EndedAt.UnixNano(),
 		UserCPU: int64(ex.UserCPU), SysCPU: int64(ex.SysCPU), MaxRSS: ex.MaxRSS,
 		Stdout: readLog(filepath.Join(dir, "stdout.txt")), Stderr: readLog(filepath.Join(dir, "stderr.txt")),
-		StagingErr: stagingErr, LogBlobs: logBlobs,
+		StagingErr: stagingErr, LogBlobs: logBlobs, PrepFailed: t.prepFailed,
 	}
 	if ex.StartedAt.IsZero() {
 		fin.StartedAt = 0

@@ -168,6 +168,7 @@ func (a *Agent) stageThenSpawn(ctx context.Context, t *task) {
 		a.finishWith(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: "stopped while staging", EndedAt: time.Now()}, "", false)
 	case err != nil:
 		a.log.Warn("staging inputs failed", "task", t.id, "err", err)
+		t.prepFailed = errors.Is(err, errPrepFailed)
 		a.used -= t.slots
 		a.finishWith(t, spawner.Exit{ID: t.id, ExitCode: -1, EndedAt: time.Now()}, "staging inputs: "+err.Error(), false)
 	default:
@@ -202,6 +203,9 @@ func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 		if err := chownTree(ckpt, cred); err != nil {
 			return fmt.Errorf("restoring checkpoint: %w", err)
 		}
+	}
+	if err := a.ensureJobPrep(ctx, t); err != nil {
+		return err
 	}
 	if err := a.installApps(ctx, cl, t.tpl.Apps); err != nil {
 		return err

@@ -49,10 +49,39 @@ func (a *Agent) beginStartTaskLocked(st proto.StartTask) {
 }
 
 func (a *Agent) runStartTask(st proto.StartTask) {
+	done := a.runNodeTask("startup", a.startupDir(), st, nil)
+	a.mu.Lock()
+	stopping := a.stopping
+	a.mu.Unlock()
+	if stopping && !done.OK {
+		// Stopped by shutdown, not failed: the next join runs it again.
+		a.mu.Lock()
+		a.start.running = false
+		a.mu.Unlock()
+		return
+	}
+	saveResult(filepath.Join(a.startupDir(), "result.json"), done)
+	a.mu.Lock()
+	a.start.running, a.start.done = false, &done
+	a.mu.Unlock()
+	a.wake()
+}
+
+// saveResult keeps a node task's outcome, so it is not run again.
+func saveResult(path string, done proto.StartTaskDone) {
+	b, _ := json.Marshal(done)
+	if err := os.WriteFile(path+".tmp", b, 0o644); err == nil {
+		os.Rename(path+".tmp", path)
+	}
+}
+
+// runNodeTask runs a start, job preparation or release task with its
+// retries and says how it ended.
+func (a *Agent) runNodeTask(kind, dir string, st proto.StartTask, extraEnv []string) proto.StartTaskDone {
 	var done proto.StartTaskDone
 	for attempt := 1; attempt <= st.MaxRetries+1; attempt++ {
 		done = proto.StartTaskDone{Attempts: attempt}
-		ex, err := a.startTaskAttempt(st, attempt)
+		ex, err := a.nodeTaskAttempt(kind, dir, st, attempt, extraEnv)
 		switch {
 		case err != nil:
 			done.ExitCode, done.Err = -1, err.Error()
@@ -67,45 +96,27 @@ func (a *Agent) runStartTask(st proto.StartTask) {
 				done.Err = "timed out"
 			}
 		}
-		a.log.Info("start task attempt ended", "attempt", attempt, "ok", done.OK, "exit_code", done.ExitCode, "err", done.Err)
+		a.log.Info(kind+" task attempt ended", "attempt", attempt, "ok", done.OK, "exit_code", done.ExitCode, "err", done.Err)
 		if done.OK {
 			break
 		}
 	}
-	a.mu.Lock()
-	stopping := a.stopping
-	a.mu.Unlock()
-	if stopping && !done.OK {
-		// Stopped by shutdown, not failed: the next join runs it again.
-		a.mu.Lock()
-		a.start.running = false
-		a.mu.Unlock()
-		return
-	}
-	b, _ := json.Marshal(done)
-	path := filepath.Join(a.startupDir(), "result.json")
-	if err := os.WriteFile(path+".tmp", b, 0o644); err == nil {
-		os.Rename(path+".tmp", path)
-	}
-	a.mu.Lock()
-	a.start.running, a.start.done = false, &done
-	a.mu.Unlock()
-	a.wake()
+	return done
 }
 
-// startTaskAttempt runs one attempt and waits for its exit.
-func (a *Agent) startTaskAttempt(st proto.StartTask, attempt int) (spawner.Exit, error) {
-	dir := a.startupDir()
+// nodeTaskAttempt runs one attempt of a start, job preparation or job
+// release task (kind names it) in dir/wd and waits for its exit.
+func (a *Agent) nodeTaskAttempt(kind, dir string, st proto.StartTask, attempt int, extraEnv []string) (spawner.Exit, error) {
 	wd := filepath.Join(dir, "wd")
 	if err := os.MkdirAll(wd, 0o755); err != nil {
-		return spawner.Exit{}, fmt.Errorf("start task: %w", err)
+		return spawner.Exit{}, fmt.Errorf("%s task: %w", kind, err)
 	}
 	argv := st.Command
 	if st.Shell {
 		argv = []string{"/bin/sh", "-c", st.Command[0]}
 	}
 	// No '/' in the ID: a restarted agent must not adopt it as a task.
-	id := fmt.Sprintf("startup-%d-%d", attempt, time.Now().UnixNano())
+	id := fmt.Sprintf("%s-%d-%d", kind, attempt, time.Now().UnixNano())
 	ch := make(chan spawner.Exit, 1)
 	a.mu.Lock()
 	env := append([]string(nil), a.env...)
@@ -118,6 +129,7 @@ func (a *Agent) startTaskAttempt(st proto.StartTask, attempt int) (spawner.Exit,
 		"LOTE_NODE_ROOT_DIR="+a.cfg.Dir,
 		"LOTE_ATTEMPT="+strconv.Itoa(attempt),
 	)
+	env = append(env, extraEnv...)
 	for k, v := range st.Env {
 		env = append(env, k+"="+v)
 	}
@@ -135,7 +147,7 @@ func (a *Agent) startTaskAttempt(st proto.StartTask, attempt int) (spawner.Exit,
 		a.mu.Lock()
 		delete(a.start.wait, id)
 		a.mu.Unlock()
-		return spawner.Exit{}, fmt.Errorf("starting the start task: %w", err)
+		return spawner.Exit{}, fmt.Errorf("starting the %s task: %w", kind, err)
 	}
 	return <-ch, nil
 }

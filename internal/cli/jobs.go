@@ -31,6 +31,9 @@ type jobFlags struct {
 	tags, env  []string
 	onDone     string
 	wall       time.Duration
+	prep       string
+	prepTries  int
+	release    string
 }
 
 func (jf *jobFlags) register(c *cobra.Command, withEnv bool) {
@@ -41,6 +44,9 @@ func (jf *jobFlags) register(c *cobra.Command, withEnv bool) {
 	f.DurationVar(&jf.wall, "max-wall-clock", 0, "kill a task's attempt after this long (e.g. 10m)")
 	f.StringVar(&jf.onDone, "on-all-tasks-complete", "no_action", "no_action or terminate_job")
 	f.StringArrayVar(&jf.tags, "tag", nil, "job tag K=V (repeatable)")
+	f.StringVar(&jf.prep, "prep-task", "", "shell command line run once on each node before the job's first task there; a node where it fails is barred from the job")
+	f.IntVar(&jf.prepTries, "prep-task-retries", 0, "retries of a failing job preparation task on a node")
+	f.StringVar(&jf.release, "release-task", "", "shell command line run on each node that ran the job's tasks when the job ends")
 	if withEnv {
 		f.StringArrayVar(&jf.env, "job-env", nil, "environment K=V for every task of the job (repeatable)")
 	}
@@ -54,6 +60,12 @@ func (jf *jobFlags) build(c *cobra.Command) (api.JobCreate, error) {
 	}
 	if in.Env, err = parseKV("--job-env", jf.env); err != nil {
 		return in, err
+	}
+	if jf.prep != "" {
+		in.PrepTask = &api.StartTask{Command: []string{jf.prep}, Shell: true, MaxRetries: jf.prepTries}
+	}
+	if jf.release != "" {
+		in.ReleaseTask = &api.StartTask{Command: []string{jf.release}, Shell: true}
 	}
 	if c.Flags().Changed("max-retries") {
 		in.MaxRetries = &jf.maxRetries

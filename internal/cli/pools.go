@@ -65,6 +65,7 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	f.StringVar(&in.FillPolicy, "fill", "spread", "fill policy: spread or pack")
 	f.IntVar(&prefill, "prefill", 0, "tasks queued on an agent beyond its free slots (default: 2 x slots, at least 4)")
 	f.StringArrayVar(&labels, "label", nil, "pool label K=V (repeatable)")
+	f.StringArrayVar(&in.Apps, "app", nil, "application package NAME[@VERSION] every task of the pool gets (installed once per node; no version = the newest uploaded now; repeatable)")
 	f.StringVar(&startTask, "start-task", "", "shell command line run on every node as it joins, in its startup/wd directory; nodes take tasks once it succeeded")
 	f.StringArrayVar(&startEnv, "start-task-env", nil, "start task environment K=V (repeatable)")
 	f.IntVar(&startRetries, "start-task-retries", 0, "retries of a failing start task before the node is start_task_failed")

@@ -33,6 +33,8 @@ type Effects interface {
 	DeleteJob(*Job)
 	DeletePool(*Pool)
 	DeleteNode(*Node)
+	// ReleaseJob asks a node that ran the job's tasks to run its release task.
+	ReleaseJob(*Node, *Job)
 }
 
 // Config holds the core's policy knobs.

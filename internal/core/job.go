@@ -22,6 +22,8 @@ type JobSpec struct {
 	Owner             string
 	Tags              map[string]string
 	Env               map[string]string
+	PrepTask          *StartTask
+	ReleaseTask       *StartTask
 }
 
 // CreateJob adds a job. An empty ID gets the next free "job-N".
@@ -65,6 +67,7 @@ func (c *Core) newJob(s JobSpec, now time.Time) (*Job, error) {
 		ID: s.ID, Pool: p, Priority: s.Priority, MaxRetries: s.MaxRetries,
 		MaxWallClock: s.MaxWallClock, TerminateWhenDone: s.TerminateWhenDone,
 		Owner: s.Owner, Tags: s.Tags, Env: s.Env, CreatedAt: now.UnixNano(),
+		PrepTask: s.PrepTask, ReleaseTask: s.ReleaseTask,
 		Seq: c.jobSeq + 1, Tasks: map[string]*Task{},
 	}, nil
 }

@@ -420,10 +420,18 @@ type Job struct {
 	Succeeded         int
 	Failed            int
 	PendingReason     string
-	ready             []*Task // materialized tasks waiting to run again, FIFO
-	openGroup         int     // first group whose cursor has not reached its count
-	inPool            bool
-	deleted           bool
+	// PrepTask runs once on a node before the job's first task there;
+	// ReleaseTask runs on the nodes that ran the job's tasks when it ends.
+	PrepTask    *StartTask
+	ReleaseTask *StartTask
+	// barred are the nodes (by key) whose job preparation task failed: the
+	// job's tasks never go there again (Azure Batch). Not durable: the agent
+	// keeps the failed result and reports it again after a server restart.
+	barred    map[string]bool
+	ready     []*Task // materialized tasks waiting to run again, FIFO
+	openGroup int     // first group whose cursor has not reached its count
+	inPool    bool
+	deleted   bool
 }
 
 // Deleted reports whether the job was deleted (its records go with it).
@@ -490,6 +498,7 @@ type Pool struct {
 	CreatedAt    int64
 	AllowRoot    bool       // see PoolSpec.AllowRoot
 	StartTask    *StartTask // nil: none
+	Apps         []string   // see PoolSpec.Apps
 
 	Nodes  map[string]*Node // by lower-cased ID
 	sorted []*Node          // Nodes by ID, rebuilt after a change

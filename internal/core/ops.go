@@ -84,6 +84,7 @@ func (c *Core) TerminateJob(j *Job, why string, now time.Time) {
 	j.CompletedAt = now.UnixNano()
 	j.Pool.dirty = true
 	c.fx.SaveJob(j)
+	c.releaseJob(j)
 }
 
 // liveTasks lists a job's materialized tasks that have not completed, in a

@@ -23,6 +23,8 @@ type PoolSpec struct {
 	// it such agents drop to their unprivileged run-as user (DESIGN §6).
 	AllowRoot bool
 	StartTask *StartTask
+	// Apps are application packages (NAME@VERSION) every task of the pool gets.
+	Apps []string
 }
 
 // DefaultPrefill is how many tasks an agent may hold beyond its free slots:
@@ -46,7 +48,7 @@ func (c *Core) CreatePool(s PoolSpec, now time.Time) (*Pool, error) {
 	p := &Pool{
 		ID: s.ID, Provider: s.Provider, SlotsPerNode: s.SlotsPerNode, Fill: s.Fill,
 		Prefill: s.Prefill, TargetNodes: s.TargetNodes, Labels: s.Labels, JoinToken: s.JoinToken,
-		AllowRoot: s.AllowRoot, StartTask: s.StartTask,
+		AllowRoot: s.AllowRoot, StartTask: s.StartTask, Apps: s.Apps,
 		CreatedAt: now.UnixNano(), Nodes: map[string]*Node{},
 	}
 	c.pools[key(p.ID)] = p

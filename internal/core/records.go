@@ -25,6 +25,7 @@ type PoolRecord struct {
 	CreatedAt    int64             `json:"created_at"`
 	AllowRoot    bool              `json:"allow_root,omitempty"`
 	StartTask    *StartTask        `json:"start_task,omitempty"`
+	Apps         []string          `json:"apps,omitempty"`
 }
 
 // Record returns the pool's durable form.
@@ -32,7 +33,7 @@ func (p *Pool) Record() PoolRecord {
 	return PoolRecord{
 		ID: p.ID, Provider: p.Provider, SlotsPerNode: p.SlotsPerNode, Fill: p.Fill, Prefill: p.Prefill,
 		TargetNodes: p.TargetNodes, Labels: p.Labels, JoinToken: p.JoinToken, CreatedAt: p.CreatedAt,
-		AllowRoot: p.AllowRoot, StartTask: p.StartTask,
+		AllowRoot: p.AllowRoot, StartTask: p.StartTask, Apps: p.Apps,
 	}
 }
 
@@ -75,6 +76,8 @@ type JobRecord struct {
 	CreatedAt         int64             `json:"created_at"`
 	CompletedAt       int64             `json:"completed_at,omitempty"`
 	Seq               int64             `json:"seq"`
+	PrepTask          *StartTask        `json:"prep_task,omitempty"`
+	ReleaseTask       *StartTask        `json:"release_task,omitempty"`
 }
 
 // Record returns the job's durable form.
@@ -83,6 +86,7 @@ func (j *Job) Record() JobRecord {
 		ID: j.ID, PoolID: j.Pool.ID, Priority: j.Priority, MaxRetries: j.MaxRetries, MaxWallClock: j.MaxWallClock,
 		TerminateWhenDone: j.TerminateWhenDone, Owner: j.Owner, Tags: j.Tags, Env: j.Env, State: j.State,
 		CreatedAt: j.CreatedAt, CompletedAt: j.CompletedAt, Seq: j.Seq,
+		PrepTask: j.PrepTask, ReleaseTask: j.ReleaseTask,
 	}
 }
 
@@ -157,7 +161,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 		c.pools[key(r.ID)] = &Pool{
 			ID: r.ID, Provider: r.Provider, SlotsPerNode: r.SlotsPerNode, Fill: r.Fill, Prefill: r.Prefill,
 			TargetNodes: r.TargetNodes, Labels: r.Labels, JoinToken: r.JoinToken, CreatedAt: r.CreatedAt,
-			AllowRoot: r.AllowRoot, StartTask: r.StartTask, Nodes: map[string]*Node{}, dirty: true,
+			AllowRoot: r.AllowRoot, StartTask: r.StartTask, Apps: r.Apps, Nodes: map[string]*Node{}, dirty: true,
 		}
 	}
 	for _, r := range s.Nodes {
@@ -184,6 +188,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 			ID: r.ID, Pool: p, Priority: r.Priority, MaxRetries: r.MaxRetries, MaxWallClock: r.MaxWallClock,
 			TerminateWhenDone: r.TerminateWhenDone, Owner: r.Owner, Tags: r.Tags, Env: r.Env, State: r.State,
 			CreatedAt: r.CreatedAt, CompletedAt: r.CompletedAt, Seq: r.Seq, Tasks: map[string]*Task{},
+			PrepTask: r.PrepTask, ReleaseTask: r.ReleaseTask,
 		})
 		c.jobSeq = max(c.jobSeq, r.Seq)
 	}

@@ -204,7 +204,7 @@ func (q *jobQueue) Next() (sched.Request, bool) {
 		}
 		if t.Group.capOK() {
 			q.task, q.at = t, i
-			return request(t.Template()), true
+			return q.exclude(request(t.Template())), true
 		}
 	}
 	for gi := j.openGroup; gi < len(j.Groups); gi++ {
@@ -216,7 +216,7 @@ func (q *jobQueue) Next() (sched.Request, bool) {
 		}
 		if g.cursor < g.count && !g.closed && g.capOK() {
 			q.group = g
-			return request(g.TemplateAt(g.cursor)), true
+			return q.exclude(request(g.TemplateAt(g.cursor))), true
 		}
 	}
 	return sched.Request{}, false
@@ -237,6 +237,14 @@ func (q *jobQueue) headReq() *Requirements {
 		return &q.group.TemplateAt(q.group.cursor).Req
 	}
 	return &Requirements{}
+}
+
+// exclude keeps req off the nodes the job is barred from.
+func (q *jobQueue) exclude(req sched.Request) sched.Request {
+	if len(q.job.barred) > 0 {
+		req.Exclude = func(ni int) bool { return q.job.barred[key(q.nodes[ni].ID)] }
+	}
+	return req
 }
 func request(t *Template) sched.Request {
 	return sched.Request{Slots: t.Req.Slots, Cores: t.Req.Cores, Memory: t.Req.Memory, Labels: t.Req.Labels}

@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/lotehq/lote/internal/core"
@@ -67,5 +68,75 @@ func TestStartTask(t *testing.T) {
 			}
 			checkInvariants(t, w.c)
 		})
+	}
+}
+
+// TestJobPrepFailureBarsNode: a task whose node reports the job's
+// preparation task failed goes back to active without using a retry, and
+// the job's tasks never go to that node again; other jobs still may.
+func TestJobPrepFailureBarsNode(t *testing.T) {
+	w := newWorld(t)
+	p := coretest.Pool(w.c, "p", 1)
+	n1 := coretest.Node(w.c, p, "n1", 1)
+	prep := &core.StartTask{Command: []string{"setup"}, WaitForSuccess: true}
+	j := coretest.Job(w.c, p, "j", func(s *core.JobSpec) { s.PrepTask = prep })
+	coretest.Array(w.c, j, "0")
+	sent := w.schedule()
+	if len(sent) != 1 {
+		t.Fatalf("dispatched %v", sentIDs(sent))
+	}
+	tk := w.task(j, "0")
+	w.c.TaskFinished(n1, core.Finish{JobID: "j", TaskID: "0", Attempt: tk.Attempt, ExitCode: -1,
+		PrepFailed: true, StagingErr: "exit code 3"}, w.now)
+	if tk.State != core.TaskActive || tk.Retries != 0 || len(tk.History) != 1 || tk.History[0].Category != core.CategoryStaging {
+		t.Fatalf("after prep failure: state %v retries %d history %+v", tk.State, tk.Retries, tk.History)
+	}
+	if got := w.schedule(); len(got) != 0 {
+		t.Errorf("dispatched to the barred node: %v", sentIDs(got))
+	}
+	other := coretest.Job(w.c, p, "other")
+	coretest.Array(w.c, other, "0")
+	if got := w.schedule(); len(got) != 1 || got[0].Node.ID != "n1" {
+		t.Errorf("another job on the barred node: %v", got)
+	}
+	w.finish(w.task(other, "0"), 0)
+	coretest.Node(w.c, p, "n2", 1)
+	if got := w.schedule(); len(got) != 1 || got[0].Node.ID != "n2" {
+		t.Errorf("after a second node joined: %v", got)
+	}
+	checkInvariants(t, w.c)
+}
+
+// TestJobRelease: when a job with a release task ends, every node that ran
+// one of its attempts is asked to run it, once, in node order; nodes that
+// ran none are not.
+func TestJobRelease(t *testing.T) {
+	w := newWorld(t)
+	p := coretest.Pool(w.c, "p", 1)
+	coretest.Node(w.c, p, "n1", 1)
+	coretest.Node(w.c, p, "n2", 1)
+	coretest.Node(w.c, p, "n3", 1)
+	rel := &core.StartTask{Command: []string{"cleanup"}}
+	j := coretest.Job(w.c, p, "j", coretest.TerminateWhenDone(), func(s *core.JobSpec) { s.ReleaseTask = rel })
+	coretest.Array(w.c, j, "0-1")
+	w.runAll(func(*core.Task) int { return 0 })
+	if j.State != core.JobCompleted {
+		t.Fatalf("job %v", j.State)
+	}
+	ran := map[string]bool{}
+	for _, tk := range j.Tasks {
+		ran[tk.Cur.NodeID] = true
+	}
+	var want []string
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if ran[n] {
+			want = append(want, n+"<-j")
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no task ran")
+	}
+	if strings.Join(w.fx.Released, ",") != strings.Join(want, ",") {
+		t.Errorf("released %v, want %v", w.fx.Released, want)
 	}
 }

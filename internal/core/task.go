@@ -3,6 +3,7 @@ package core
 // What happens to a task when its node reports on it: started, finished, retried, requeued, revoked.
 
 import (
+	"slices"
 	"strconv"
 	"time"
 )
@@ -71,6 +72,11 @@ type Finish struct {
 	// category staging (keeping the exit code) and is not retried, as in
 	// Azure Batch, where only non-zero exits use retries.
 	StagingErr string
+	// PrepFailed says the job's preparation task failed on the node (after
+	// its retries) before this attempt could start: the node is barred from
+	// the job and the task goes back to active for another node, using no
+	// retry, as in Azure Batch.
+	PrepFailed bool
 }
 
 // LogRecord is a finished attempt's captured output, stored packed.
@@ -99,6 +105,17 @@ func (c *Core) TaskFinished(n *Node, f Finish, now time.Time) {
 	a.UserCPU, a.SysCPU, a.MaxRSS = f.UserCPU, f.SysCPU, f.MaxRSS
 	if f.Lost {
 		c.requeue(t, "the task's process was lost with the node's spawner", now)
+		return
+	}
+	if f.PrepFailed {
+		if t.Job.barred == nil {
+			t.Job.barred = map[string]bool{}
+		}
+		t.Job.barred[key(n.ID)] = true
+		a.Result, a.Category = ResultFailure, CategoryStaging
+		a.Message = "job preparation task failed on node " + n.ID + ": " + f.StagingErr
+		c.release(t)
+		c.toReady(t)
 		return
 	}
 	switch {
@@ -202,6 +219,33 @@ func (c *Core) complete(t *Task, now time.Time) {
 		j.State = JobCompleted
 		j.CompletedAt = now.UnixNano()
 		c.fx.SaveJob(j)
+		c.releaseJob(j)
+	}
+}
+
+// releaseJob asks every node that ran an attempt of the job to run its
+// release task, in node ID order. Nodes gone since are skipped.
+func (c *Core) releaseJob(j *Job) {
+	if j.ReleaseTask == nil {
+		return
+	}
+	ran := map[string]bool{}
+	for _, t := range j.Tasks {
+		for _, a := range append([]AttemptRecord{t.Cur}, t.History...) {
+			if a.NodeID != "" && a.StartedAt != 0 {
+				ran[key(a.NodeID)] = true
+			}
+		}
+	}
+	ids := make([]string, 0, len(ran))
+	for id := range ran {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if n := c.nodes[id]; n != nil {
+			c.fx.ReleaseJob(n, j)
+		}
 	}
 }
 func (j *Job) total() int {

@@ -108,6 +108,9 @@ type Template struct {
 	Inputs       []Input
 	Outputs      []Output
 	Apps         []string // application packages, NAME@VERSION, installed before the task runs
+	// JobPrep is the job's preparation task, run once on the node before
+	// the job's first task there.
+	JobPrep *StartTask
 }
 
 // Input is a resource file to stage before the process starts.
@@ -157,6 +160,14 @@ type ToAgent struct {
 	Revoke     []Ref
 	Kill       []Ref
 	LogReqs    []LogReq
+	// Release asks the node to run ended jobs' release tasks.
+	Release []JobRelease
+}
+
+// JobRelease is an ended job's release task for a node that ran its tasks.
+type JobRelease struct {
+	Job  string
+	Task StartTask
 }
 
 // Started says an attempt's process was started.
@@ -187,6 +198,9 @@ type Finished struct {
 	// LogBlobs: stdout/stderr were over the inline limit and were uploaded
 	// whole to the data store; Stdout/Stderr then hold only their start.
 	LogBlobs bool
+	// PrepFailed: the job's preparation task failed on this node, so the
+	// attempt never started (StagingErr says how).
+	PrepFailed bool
 }
 
 // RevokeAnswer says whether a revoked task was taken back before it started.

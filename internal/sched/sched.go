@@ -17,6 +17,9 @@ type Request struct {
 	Cores  int
 	Memory int64
 	Labels map[string]string
+	// Exclude, when set, names nodes (by index) the request may not use:
+	// a job barred from a node whose job preparation task failed there.
+	Exclude func(node int) bool
 }
 
 // Node is a node's free capacity as the core sees it at the start of a pass.
@@ -183,7 +186,7 @@ func (ix *index) pick(nodes []Node, req Request, policy Policy) int {
 
 func firstFit(nodes []Node, bucket []int, req Request) int {
 	for _, n := range bucket {
-		if fits(&nodes[n], req) {
+		if fits(&nodes[n], req) && (req.Exclude == nil || !req.Exclude(n)) {
 			return n
 		}
 	}

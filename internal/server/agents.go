@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,6 +224,7 @@ func (sess *session) reader() error {
 				Signal: fin.Signal, TimedOut: fin.TimedOut, Lost: fin.Lost, StartErr: fin.StartErr,
 				StartedAt: fin.StartedAt, EndedAt: fin.EndedAt, UserCPU: fin.UserCPU, SysCPU: fin.SysCPU,
 				MaxRSS: fin.MaxRSS, Stdout: fin.Stdout, Stderr: fin.Stderr, StagingErr: fin.StagingErr,
+				PrepFailed: fin.PrepFailed,
 			}, now)
 		}
 		for _, rv := range f.Revoked {
@@ -271,6 +273,7 @@ func (sess *session) stage(f *outFrame) {
 	}
 	st.Revoke = append(st.Revoke, f.revoke...)
 	st.Kill = append(st.Kill, f.kill...)
+	st.Release = append(st.Release, f.release...)
 }
 
 func protoTemplate(k string, j *core.Job, t *core.Template) proto.Template {
@@ -292,6 +295,13 @@ func protoTemplate(k string, j *core.Job, t *core.Template) proto.Template {
 		Key: k, Job: j.ID, Pool: j.Pool.ID, Command: t.Command, Shell: t.Shell, Env: env,
 		MaxWallClock: int64(wall), Cwd: t.Cwd, Slots: max(t.Req.Slots, 1), Apps: t.Apps,
 	}
+	if len(j.Pool.Apps) > 0 {
+		// The pool's packages first, so a task's own version of one wins.
+		pt.Apps = append(slices.Clone(j.Pool.Apps), t.Apps...)
+	}
+	if st := j.PrepTask; st != nil {
+		pt.JobPrep = &proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries}
+	}
 	for _, in := range t.Inputs {
 		pt.Inputs = append(pt.Inputs, proto.Input{Source: in.Source, Path: in.Path, Mode: in.Mode})
 	}
@@ -304,7 +314,7 @@ func protoTemplate(k string, j *core.Job, t *core.Template) proto.Template {
 func (sess *session) flushStaged(uint64) {
 	st := sess.staged
 	sess.staged = proto.ToAgent{}
-	if len(st.Assign)+len(st.Revoke)+len(st.Kill)+len(st.Templates) == 0 {
+	if len(st.Assign)+len(st.Revoke)+len(st.Kill)+len(st.Templates)+len(st.Release) == 0 {
 		return
 	}
 	sess.push(&st, false)
@@ -364,12 +374,13 @@ func (sess *session) writer() {
 			out.Revoke = append(out.Revoke, f.Revoke...)
 			out.Kill = append(out.Kill, f.Kill...)
 			out.LogReqs = append(out.LogReqs, f.LogReqs...)
+			out.Release = append(out.Release, f.Release...)
 		}
 		if ack > sentAck {
 			out.AckReports = ack
 			sentAck = ack
 		}
-		if out.Welcome == nil && out.AckReports == 0 && len(out.Assign)+len(out.Revoke)+len(out.Kill)+len(out.LogReqs)+len(out.Templates) == 0 {
+		if out.Welcome == nil && out.AckReports == 0 && len(out.Assign)+len(out.Revoke)+len(out.Kill)+len(out.LogReqs)+len(out.Templates)+len(out.Release) == 0 {
 			continue
 		}
 		out.Seq = sess.seq.Add(1)

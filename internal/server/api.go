@@ -336,6 +336,10 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
+	var err error
+	if in.Apps, err = s.pinApps(r.Context(), in.Apps, "", map[string]string{}); err != nil {
+		return err
+	}
 	spec, err := poolSpec(in)
 	if err != nil {
 		return err

@@ -23,38 +23,9 @@ import (
 func (s *Server) resolveApps(ctx context.Context, in api.TaskAdd, field string) (api.TaskAdd, error) {
 	newest := map[string]string{}
 	pin := func(spec *api.TaskSpec, f string) error {
-		if len(spec.Apps) == 0 {
-			return nil
-		}
-		apps := make([]string, len(spec.Apps))
-		for i, a := range spec.Apps {
-			af := fmt.Sprintf("%s%sapps[%d]", field, f, i)
-			r, err := apppkg.Parse(a)
-			if err != nil {
-				return invalid(af, "%v", err)
-			}
-			if r.Version == "" {
-				v, ok := newest[r.Name]
-				if !ok {
-					if v, err = s.newestApp(ctx, r.Name); err != nil {
-						return err
-					}
-					newest[r.Name] = v
-				}
-				if v == "" {
-					return invalid(af, "no application package %q (upload one with lote app upload)", r.Name)
-				}
-				r.Version = v
-			} else if _, err := s.blob.Attributes(ctx, r.Blob()); err != nil {
-				if errors.Is(err, blob.ErrNotFound) {
-					return invalid(af, "no application package %q", r.String())
-				}
-				return err
-			}
-			apps[i] = r.String()
-		}
+		apps, err := s.pinApps(ctx, spec.Apps, field+f, newest)
 		spec.Apps = apps
-		return nil
+		return err
 	}
 	if in.Template != nil {
 		tpl := *in.Template
@@ -72,6 +43,42 @@ func (s *Server) resolveApps(ctx context.Context, in api.TaskAdd, field string) 
 		}
 	}
 	return in, nil
+}
+
+// pinApps checks package references and pins each to a version (see
+// resolveApps); field prefixes "apps[i]" in errors, newest caches lookups.
+func (s *Server) pinApps(ctx context.Context, refs []string, field string, newest map[string]string) ([]string, error) {
+	if len(refs) == 0 {
+		return refs, nil
+	}
+	apps := make([]string, len(refs))
+	for i, a := range refs {
+		af := fmt.Sprintf("%sapps[%d]", field, i)
+		r, err := apppkg.Parse(a)
+		if err != nil {
+			return refs, invalid(af, "%v", err)
+		}
+		if r.Version == "" {
+			v, ok := newest[r.Name]
+			if !ok {
+				if v, err = s.newestApp(ctx, r.Name); err != nil {
+					return refs, err
+				}
+				newest[r.Name] = v
+			}
+			if v == "" {
+				return refs, invalid(af, "no application package %q (upload one with lote app upload)", r.Name)
+			}
+			r.Version = v
+		} else if _, err := s.blob.Attributes(ctx, r.Blob()); err != nil {
+			if errors.Is(err, blob.ErrNotFound) {
+				return refs, invalid(af, "no application package %q", r.String())
+			}
+			return refs, err
+		}
+		apps[i] = r.String()
+	}
+	return apps, nil
 }
 
 // newestApp is the most recently uploaded version of a package ("" when

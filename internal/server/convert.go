@@ -74,6 +74,13 @@ func jobSpec(in api.JobCreate, owner string) (core.JobSpec, error) {
 	if err := checkPairs("tags", in.Tags); err != nil {
 		return s, err
 	}
+	var err error
+	if s.PrepTask, err = startTask(in.PrepTask, "prep_task"); err != nil {
+		return s, err
+	}
+	if s.ReleaseTask, err = startTask(in.ReleaseTask, "release_task"); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -181,14 +188,26 @@ func poolSpec(in api.PoolCreate) (core.PoolSpec, error) {
 	if err := checkPairs("labels", in.Labels); err != nil {
 		return s, err
 	}
-	st, err := startTask(in.StartTask)
+	st, err := startTask(in.StartTask, "start_task")
 	if err != nil {
 		return s, err
+	}
+	// createPool has already pinned every package to a version.
+	var apps []string
+	for i, a := range in.Apps {
+		r, err := apppkg.Parse(a)
+		if err == nil && r.Version == "" {
+			err = errors.New("no version resolved")
+		}
+		if err != nil {
+			return s, invalid(fmt.Sprintf("apps[%d]", i), "%v", err)
+		}
+		apps = append(apps, r.String())
 	}
 	return core.PoolSpec{
 		ID: in.ID, Provider: orDefault(in.Provider, "static"), SlotsPerNode: in.SlotsPerNode, Fill: fill,
 		Prefill: prefill, TargetNodes: in.TargetNodes, Labels: in.Labels, AllowRoot: in.AllowRoot,
-		StartTask: st,
+		StartTask: st, Apps: apps,
 	}, nil
 }
 
@@ -196,28 +215,29 @@ func poolSpec(in api.PoolCreate) (core.PoolSpec, error) {
 // node's first task.
 const maxStartTaskRetries = 100
 
-// startTask validates a pool's start task; wait_for_success defaults to
-// true, as in Azure Batch.
-func startTask(in *api.StartTask) (*core.StartTask, error) {
+// startTask validates a pool's start task or a job's preparation or
+// release task (field names which); wait_for_success defaults to true, as
+// in Azure Batch.
+func startTask(in *api.StartTask, field string) (*core.StartTask, error) {
 	if in == nil {
 		return nil, nil
 	}
 	if len(in.Command) == 0 {
-		return nil, invalid("start_task.command", "required: the program and its arguments")
+		return nil, invalid(field+".command", "required: the program and its arguments")
 	}
 	if in.Shell && len(in.Command) != 1 {
-		return nil, invalid("start_task.command", "with shell, give exactly one command line")
+		return nil, invalid(field+".command", "with shell, give exactly one command line")
 	}
 	for i, a := range in.Command {
 		if len(a) > maxArgBytes || strings.ContainsRune(a, 0) {
-			return nil, invalid(fmt.Sprintf("start_task.command[%d]", i), "longer than %d bytes or contains a NUL byte", maxArgBytes)
+			return nil, invalid(fmt.Sprintf("%s.command[%d]", field, i), "longer than %d bytes or contains a NUL byte", maxArgBytes)
 		}
 	}
-	if err := checkEnv("start_task.env", in.Env); err != nil {
+	if err := checkEnv(field+".env", in.Env); err != nil {
 		return nil, err
 	}
 	if in.MaxRetries < 0 || in.MaxRetries > maxStartTaskRetries {
-		return nil, invalid("start_task.max_retries", "must be between 0 and %d", maxStartTaskRetries)
+		return nil, invalid(field+".max_retries", "must be between 0 and %d", maxStartTaskRetries)
 	}
 	wait := in.WaitForSuccess == nil || *in.WaitForSuccess
 	return &core.StartTask{Command: in.Command, Shell: in.Shell, Env: in.Env, MaxRetries: in.MaxRetries, WaitForSuccess: wait}, nil
@@ -496,6 +516,7 @@ func poolOut(p *core.Pool, withToken bool) api.Pool {
 		Prefill: p.Prefill, TargetNodes: p.TargetNodes, Labels: p.Labels, CreatedAt: ts(p.CreatedAt),
 		AllowRoot: p.AllowRoot, NodeCounts: map[string]int{},
 	}
+	out.Apps = p.Apps
 	if st := p.StartTask; st != nil {
 		wait := st.WaitForSuccess
 		out.StartTask = &api.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries, WaitForSuccess: &wait}

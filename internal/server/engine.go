@@ -91,9 +91,10 @@ type batch struct {
 }
 
 type outFrame struct {
-	assign []*core.Task
-	revoke []proto.Ref
-	kill   []proto.Ref
+	assign  []*core.Task
+	revoke  []proto.Ref
+	kill    []proto.Ref
+	release []proto.JobRelease
 }
 
 func newBatch(seq uint64) *batch {
@@ -129,6 +130,12 @@ func (e *engine) Revoke(n *core.Node, t *core.Task) {
 func (e *engine) Kill(n *core.Node, job, task string, attempt int) {
 	f := e.frame(n)
 	f.kill = append(f.kill, proto.Ref{Job: job, Task: task, Attempt: attempt})
+}
+
+func (e *engine) ReleaseJob(n *core.Node, j *core.Job) {
+	st := j.ReleaseTask
+	f := e.frame(n)
+	f.release = append(f.release, proto.JobRelease{Job: j.ID, Task: proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries}})
 }
 
 func (e *engine) DeleteJob(j *core.Job) { e.open.deleted.jobs = append(e.open.deleted.jobs, j.ID) }

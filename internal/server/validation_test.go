@@ -75,6 +75,8 @@ var badRequests = []badRequest{
 	// Jobs.
 	post("job id taken in another case", "/v1/jobs", `{"id":"j","pool_id":"p"}`, 409, "id"),
 	post("job without pool", "/v1/jobs", `{"id":"x"}`, 400, "pool_id"),
+	post("job prep task without command", "/v1/jobs", `{"id":"x","pool_id":"p","prep_task":{"command":[]}}`, 400, "prep_task.command"),
+	post("job release task too many retries", "/v1/jobs", `{"id":"x","pool_id":"p","release_task":{"command":["true"],"max_retries":101}}`, 400, "release_task.max_retries"),
 	post("job on unknown pool", "/v1/jobs", `{"id":"x","pool_id":"nope"}`, 400, "pool_id"),
 	post("job id with a slash", "/v1/jobs", `{"id":"a/b","pool_id":"p"}`, 400, "id"),
 	post("job id of 65 characters", "/v1/jobs", `{"id":"`+id65+`","pool_id":"p"}`, 400, "id"),

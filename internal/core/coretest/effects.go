@@ -50,6 +50,8 @@ type Effects struct {
 	Revoked    []Sent
 	Killed     []Killed
 	Logs       []core.LogRecord
+	// Released lists ReleaseJob effects as "node<-job", in order.
+	Released []string
 	// Calls names every effect in order ("SaveJob j", "Dispatch n<-j/t#1"),
 	// for asserting that a refused request had no effect at all.
 	Calls []string
@@ -190,6 +192,12 @@ func (e *Effects) DeleteNode(n *core.Node) {
 	delete(e.nodes, n.ID)
 }
 
+// ReleaseJob implements core.Effects.
+func (e *Effects) ReleaseJob(n *core.Node, j *core.Job) {
+	e.call("ReleaseJob %s<-%s", n.ID, j.ID)
+	e.Released = append(e.Released, n.ID+"<-"+j.ID)
+}
+
 // TakeDispatched returns the dispatches since the last call and forgets them.
 func (e *Effects) TakeDispatched() []Sent {
 	out := e.Dispatched
@@ -267,3 +275,4 @@ func (Nop) Kill(*core.Node, string, string, int) {}
 func (Nop) DeleteJob(*core.Job)                  {}
 func (Nop) DeletePool(*core.Pool)                {}
 func (Nop) DeleteNode(*core.Node)                {}
+func (Nop) ReleaseJob(*core.Node, *core.Job)     {}
