@@ -25,7 +25,10 @@ import (
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/gcerrors"
 
-	// Drivers a --blob URL may name.
+	// Drivers a --blob URL may name: azblob://, gs://, mem://, s3:// (file://
+	// comes with fileblob above).
+	_ "gocloud.dev/blob/azureblob"
+	_ "gocloud.dev/blob/gcsblob"
 	_ "gocloud.dev/blob/memblob"
 	_ "gocloud.dev/blob/s3blob"
 )
