@@ -495,7 +495,7 @@ func (s *Server) showJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 // waitRecheck is the least time between two looks of a waiting job.
-const waitRecheck = 25 * time.Millisecond
+const waitRecheck = 10 * time.Millisecond
 
 // waitJob long-polls until the job's first `groups` task groups (the tasks
 // it had when the caller started waiting) have all completed, or `timeout`
@@ -559,7 +559,7 @@ func (s *Server) waitJob(w http.ResponseWriter, r *http.Request) error {
 		t.Stop()
 		// Commits come hundreds of times a second under load; looking at
 		// the job after each one cost the server a sixth of its CPU with one
-		// client waiting. A few looks a second are plenty.
+		// client waiting. A look every 10 ms is plenty.
 		select {
 		case <-time.After(waitRecheck):
 		case <-r.Context().Done():
