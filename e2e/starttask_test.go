@@ -95,6 +95,9 @@ func TestJobPrep(t *testing.T) {
 	t.Parallel()
 	home := testRoot(t)
 	c := startUp(t, home, "--nodes", "2", "--slots", "2")
+	// Both nodes must have joined before the tasks are placed, or the
+	// first one can take all eight and local-2 never meets the job.
+	c.awaitNodes("local", 2)
 	c.must("job", "create", "P", "--pool", "local", "--prep-task-retries", "1",
 		"--prep-task", `echo "$LOTE_JOB_ID" >> "$LOTE_NODE_ROOT_DIR/prep-runs"; [ "$LOTE_NODE_ID" != local-2 ]`)
 	c.must("submit", "--job", "P", "--id-prefix", "t", "--array", "1-8", "--wait", "--shell", "--",
