@@ -55,6 +55,8 @@ fuzz: ## Run each fuzz test for FUZZTIME (default 10s) on top of its seed corpus
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/arrayspec/
 	$(GO) test -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME) ./internal/placeholder/
 	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(FUZZTIME) ./internal/server/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/blob/
+	$(GO) test -run '^$$' -fuzz '^FuzzConfine$$' -fuzztime $(FUZZTIME) ./internal/blob/
 
 .PHONY: clean
 clean: ## Remove build output

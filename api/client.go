@@ -27,8 +27,7 @@ type Client struct {
 // NewClient returns a client for the server at base (http:// or https://),
 // trusting the CA in caFile when it is not empty.
 func NewClient(base, token, caFile string) (*Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 16
+	var tc *tls.Config
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -38,9 +37,18 @@ func NewClient(base, token, caFile string) (*Client, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("CA file %s holds no certificate", caFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, hc: &http.Client{Transport: tr}}, nil
+	return NewClientTLS(base, token, tc), nil
+}
+
+// NewClientTLS is NewClient with the caller's TLS configuration (nil for
+// the system's defaults): a client certificate for mutual TLS, say.
+func NewClientTLS(base, token string, tc *tls.Config) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	tr.TLSClientConfig = tc
+	return &Client{base: strings.TrimRight(base, "/"), token: token, hc: &http.Client{Transport: tr}}
 }
 
 // StatusError is a non-2xx answer from the server.
@@ -244,6 +252,32 @@ func (c *Client) RetryTask(ctx context.Context, jobID, taskID string) (Task, err
 func (c *Client) ResizePool(ctx context.Context, id string, in PoolResize) (Pool, error) {
 	var out Pool
 	return out, c.do(ctx, http.MethodPost, "/v1/pools/"+url.PathEscape(id)+"/resize", in, &out)
+}
+
+// EnableAutoscale turns a pool's formula on, replacing the formula or the
+// interval where in names them.
+func (c *Client) EnableAutoscale(ctx context.Context, id string, in AutoscaleChange) (Pool, error) {
+	var out Pool
+	return out, c.do(ctx, http.MethodPost, "/v1/pools/"+url.PathEscape(id)+"/autoscale/enable", in, &out)
+}
+
+// DisableAutoscale turns a pool's formula off; its size stays as it is.
+func (c *Client) DisableAutoscale(ctx context.Context, id string) (Pool, error) {
+	var out Pool
+	return out, c.do(ctx, http.MethodPost, "/v1/pools/"+url.PathEscape(id)+"/autoscale/disable", nil, &out)
+}
+
+// EvalAutoscale evaluates a formula (the pool's when in has none) on the
+// pool's metrics without applying it.
+func (c *Client) EvalAutoscale(ctx context.Context, id string, in AutoscaleChange) (AutoscaleRun, error) {
+	var out AutoscaleRun
+	return out, c.do(ctx, http.MethodPost, "/v1/pools/"+url.PathEscape(id)+"/autoscale/eval", in, &out)
+}
+
+// PreemptNode takes a spot node back as its provider would.
+func (c *Client) PreemptNode(ctx context.Context, id string) (Node, error) {
+	var out Node
+	return out, c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(id)+"/preempt", nil, &out)
 }
 
 // RotateJoinToken gives a pool a new join token and returns it.

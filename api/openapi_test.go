@@ -18,7 +18,8 @@ var wireTypes = map[string]any{
 	"TaskAddResult": TaskAddResult{}, "TaskCounts": TaskCounts{}, "TaskList": TaskList{}, "TaskSpec": TaskSpec{},
 	"Token": Token{}, "TokenCreate": TokenCreate{}, "TokenList": TokenList{},
 	"DataObject": DataObject{}, "DataList": DataList{}, "InputFile": InputFile{}, "OutputFile": OutputFile{},
-	"StartTask": StartTask{},
+	"StartTask": StartTask{}, "Autoscale": Autoscale{}, "ExecProvider": ExecProvider{}, "Usage": Usage{},
+	"AutoscaleRun": AutoscaleRun{}, "ResizeError": ResizeError{}, "AutoscaleChange": AutoscaleChange{},
 }
 
 // TestOpenAPISchemasMatchWireTypes checks that each schema in openapi.json
@@ -60,7 +61,7 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 			t.Errorf("Go type %s has no schema", name)
 		}
 	}
-	for _, req := range []string{"PoolCreate", "JobCreate", "TaskSpec", "InputFile", "OutputFile", "TaskAdd", "Submit", "JobUpdate", "PoolResize", "Requirements"} {
+	for _, req := range []string{"PoolCreate", "JobCreate", "TaskSpec", "InputFile", "OutputFile", "TaskAdd", "Submit", "JobUpdate", "PoolResize", "Requirements", "Autoscale", "ExecProvider", "AutoscaleChange"} {
 		if ap := doc.Components.Schemas[req].AdditionalProperties; ap == nil || *ap {
 			t.Errorf("request schema %s must say additionalProperties: false (the server refuses unknown fields)", req)
 		}
@@ -79,11 +80,18 @@ func TestOpenAPISchemasMatchWireTypes(t *testing.T) {
 	})
 }
 
+// jsonFields are the JSON names of t's fields, an untagged embedded
+// struct's (Scaling in Pool) inline as encoding/json puts them.
 func jsonFields(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		tag := t.Field(i).Tag.Get("json")
-		if name, _, _ := strings.Cut(tag, ","); name != "" && name != "-" {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		switch {
+		case f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct:
+			out = append(out, jsonFields(f.Type)...)
+		case name != "" && name != "-":
 			out = append(out, name)
 		}
 	}

@@ -82,6 +82,85 @@ type Pool struct {
 	AllowRoot bool       `json:"allow_root"`
 	StartTask *StartTask `json:"start_task,omitempty"`
 	Apps      []string   `json:"apps,omitempty"`
+	Scaling
+	CurrentSpotNodes int `json:"current_spot_nodes"`
+	// Usage is the pool's node time and cost so far, live nodes included.
+	Usage Usage `json:"usage"`
+	// AutoscaleRuns are the latest evaluations of the formula, oldest
+	// first; ResizeErrors the latest provider failures.
+	AutoscaleRuns []AutoscaleRun `json:"autoscale_runs,omitempty"`
+	ResizeErrors  []ResizeError  `json:"resize_errors,omitempty"`
+}
+
+// Scaling is how a pool's size is decided and what its nodes cost; it is
+// part of Pool and PoolCreate.
+type Scaling struct {
+	Autoscale *Autoscale `json:"autoscale,omitempty"`
+	// MinNodes and MaxNodes bound the sizes the formula sets (dedicated and
+	// spot together); max 0 means no bound.
+	MinNodes        int `json:"min_nodes,omitempty"`
+	MaxNodes        int `json:"max_nodes,omitempty"`
+	TargetSpotNodes int `json:"target_spot_nodes,omitempty"`
+	// Deallocation is what scale-down does to running tasks: requeue (the
+	// default), terminate or task_completion.
+	Deallocation string `json:"deallocation,omitempty"`
+	// JoinTimeout is how long a node the provider made may take to join
+	// before it is deleted and reported as a resize error (default 10m).
+	JoinTimeout Duration      `json:"join_timeout,omitempty"`
+	Exec        *ExecProvider `json:"exec,omitempty"`
+	// Price and SpotPrice are per node-hour.
+	Price     float64 `json:"price,omitempty"`
+	SpotPrice float64 `json:"spot_price,omitempty"`
+}
+
+// Autoscale is a pool's formula (see docs/autoscale.md) and how often it is
+// evaluated (default 30s, at least 1s).
+type Autoscale struct {
+	Formula  string   `json:"formula"`
+	Interval Duration `json:"interval,omitempty"`
+	Enabled  bool     `json:"enabled"`
+}
+
+// ExecProvider is the command of a pool with provider exec: it is run as
+// COMMAND ARGS... create|status|delete with JSON on stdin and stdout (see
+// examples/providers/README.md).
+type ExecProvider struct {
+	Command string   `json:"command"`
+	Args    []string `json:"args,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Usage is node time and what it cost.
+type Usage struct {
+	NodeSeconds     float64 `json:"node_seconds"`
+	SpotNodeSeconds float64 `json:"spot_node_seconds"`
+	Cost            float64 `json:"cost"`
+}
+
+// AutoscaleRun is one evaluation of a pool's formula: its inputs, and the
+// result or the error.
+type AutoscaleRun struct {
+	Time            time.Time          `json:"time"`
+	Vars            map[string]float64 `json:"vars,omitempty"`
+	TargetNodes     int                `json:"target_nodes"`
+	TargetSpotNodes int                `json:"target_spot_nodes"`
+	Deallocation    string             `json:"deallocation,omitempty"`
+	Error           string             `json:"error,omitempty"`
+	// DryRun marks an evaluation asked for with autoscale eval, not applied.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// ResizeError is a failed attempt to change a pool's size.
+type ResizeError struct {
+	Time    time.Time `json:"time"`
+	Message string    `json:"message"`
+}
+
+// AutoscaleChange is the body of POST /v1/pools/{id}/autoscale/enable and
+// .../eval: a formula (enable: empty keeps the pool's) and an interval.
+type AutoscaleChange struct {
+	Formula  string   `json:"formula,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
 }
 
 // PoolCreate is the body of POST /v1/pools.
@@ -98,6 +177,7 @@ type PoolCreate struct {
 	// Apps are application packages every task of the pool gets, NAME or
 	// NAME@VERSION; a bare NAME is pinned to the newest version at creation.
 	Apps []string `json:"apps,omitempty"`
+	Scaling
 }
 
 // StartTask runs on every node of a pool as it joins. While it runs the
@@ -110,6 +190,10 @@ type StartTask struct {
 	Env            map[string]string `json:"env,omitempty"`
 	MaxRetries     int               `json:"max_retries,omitempty"`
 	WaitForSuccess *bool             `json:"wait_for_success,omitempty"`
+	// Inputs are resource files staged into its working directory before
+	// each attempt, through the node's cache. Placeholders: none in a start
+	// task; {job} in a job's preparation and release tasks.
+	Inputs []InputFile `json:"inputs,omitempty"`
 }
 
 // Node is one agent that joined a pool.
@@ -123,6 +207,7 @@ type Node struct {
 	MemoryBytes   int64             `json:"memory_bytes"`
 	Labels        map[string]string `json:"labels,omitempty"`
 	Drained       bool              `json:"drained"`
+	Spot          bool              `json:"spot,omitempty"`
 	Connected     bool              `json:"connected"`
 	RunningTasks  int               `json:"running_tasks"`
 	AssignedTasks int               `json:"assigned_tasks"`
@@ -162,14 +247,23 @@ type Job struct {
 	TaskGroups         int               `json:"task_groups"`
 	PendingReason      string            `json:"pending_reason,omitempty"`
 	Done               bool              `json:"done,omitempty"`
-	CreatedAt          time.Time         `json:"created_at"`
-	CompletedAt        *time.Time        `json:"completed_at,omitempty"`
+	// BurstPoolIDs are pools the job's tasks go to, in order, once the
+	// pools before them are full.
+	BurstPoolIDs []string `json:"burst_pool_ids,omitempty"`
+	// SlotSeconds is its ended attempts' run time × slots; NodeSeconds that
+	// over the slots of a node; Cost at the pools' prices.
+	SlotSeconds float64    `json:"slot_seconds"`
+	NodeSeconds float64    `json:"node_seconds"`
+	Cost        float64    `json:"cost"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
 }
 
 // JobCreate is the body of POST /v1/jobs.
 type JobCreate struct {
 	ID                 string            `json:"id,omitempty"`
 	PoolID             string            `json:"pool_id"`
+	BurstPoolIDs       []string          `json:"burst_pool_ids,omitempty"`
 	Priority           int               `json:"priority,omitempty"`
 	MaxRetries         *int              `json:"max_retries,omitempty"`
 	MaxWallClock       Duration          `json:"max_wall_clock,omitempty"`
@@ -322,8 +416,9 @@ type JobUpdate struct {
 
 // PoolResize is the body of POST /v1/pools/{id}/resize.
 type PoolResize struct {
-	TargetNodes  int    `json:"target_nodes"`
-	Deallocation string `json:"deallocation,omitempty"`
+	TargetNodes     int    `json:"target_nodes"`
+	TargetSpotNodes int    `json:"target_spot_nodes,omitempty"`
+	Deallocation    string `json:"deallocation,omitempty"`
 }
 
 // RetryResult says how many tasks a retry reactivated.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,5 +143,99 @@ func TestJobPrepRelease(t *testing.T) {
 			return fmt.Errorf("order %q, want %q", b, want)
 		}
 		return nil
+	})
+}
+
+// TestStartTaskInputs: the inputs of a pool's start task and of a job's
+// preparation and release tasks are staged into their working directories
+// through the node cache (one download of content they share with a task),
+// survive a server restart, and a staging failure fails the attempt: the
+// node is start_task_failed after the retries, the prep task's failure bars
+// the node with the missing input named in the task's attempt.
+func TestStartTaskInputs(t *testing.T) {
+	t.Parallel()
+	root := testRoot(t)
+	home := filepath.Join(root, "server")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := startServer(t, home, "127.0.0.1:0")
+	files := map[string]string{"greeting.txt": "hello from the store\n", "a.txt": "A\n", "b.txt": "B\n", "IJ.txt": "job file\n",
+		"tool.sh": "#!/bin/sh\necho tool ran\n"}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.must("data", "put", filepath.Join(root, "greeting.txt"), "data://tools/greeting.txt")
+	c.must("data", "put", filepath.Join(root, "a.txt"), "data://ref/a.txt")
+	c.must("data", "put", filepath.Join(root, "b.txt"), "data://ref/b.txt")
+	c.must("data", "put", filepath.Join(root, "IJ.txt"), "data://jobs/IJ.txt")
+
+	var pool api.Pool
+	c.json(&pool, "pool", "create", "I", "--slots", "1", "--allow-root",
+		"--start-task-input", "data://tools/greeting.txt=greeting.txt",
+		"--start-task-input", filepath.Join(root, "tool.sh")+"=bin/tool.sh:0755",
+		"--start-task", `cat greeting.txt > "$LOTE_NODE_SHARED_DIR/start" && bin/tool.sh >> "$LOTE_NODE_SHARED_DIR/start"`)
+	if in := pool.StartTask.Inputs; len(in) != 2 || !strings.HasPrefix(in[1].Source, "data://_lote/uploads/") || in[1].Mode != "0755" {
+		t.Fatalf("start task inputs = %+v, want the local tool uploaded, mode 0755", in)
+	}
+	c.must("job", "create", "IJ", "--pool", "I", "--on-all-tasks-complete", "terminate_job",
+		"--prep-task-input", "data://ref/=ref/", "--prep-task-input", "data://jobs/{job}.txt=job.txt",
+		"--prep-task", `cat ref/a.txt ref/b.txt job.txt > "$LOTE_NODE_SHARED_DIR/prep"`,
+		"--release-task-input", "data://tools/greeting.txt=greeting.txt",
+		"--release-task", `cat greeting.txt > "$LOTE_NODE_SHARED_DIR/release"`)
+	c.must("submit", "--job", "IJ", "--id-prefix", "t", "--array", "1", "--input", "data://tools/greeting.txt=g.txt",
+		"--shell", "--", `cat "$LOTE_NODE_SHARED_DIR/start" "$LOTE_NODE_SHARED_DIR/prep" g.txt`)
+
+	// The pool and the job come back from the store alone.
+	c.srv.signal(syscall.SIGKILL)
+	c.srv.wait(10 * time.Second)
+	c = startServer(t, home, "127.0.0.1:0")
+	agentLog := filepath.Join(root, "agent-I.log")
+	dir := filepath.Join(root, "node-I")
+	startProc(t, home, agentLog, "agent", "--server", c.url, "--pool", "I", "--join-token", pool.JoinToken, "--dir", dir, "--slots", "1")
+	c.awaitJob("IJ", 30*time.Second)
+	if r := c.must("task", "logs", "IJ", "t1"); r.stdout != "hello from the store\ntool ran\nA\nB\njob file\nhello from the store\n" {
+		t.Errorf("task logs: %s", r)
+	}
+	waitFor(t, 30*time.Second, "the release task", func() error {
+		if b, _ := os.ReadFile(filepath.Join(dir, "shared", "release")); string(b) != files["greeting.txt"] {
+			return fmt.Errorf("release task wrote %q", b)
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(agentLog)
+	if n := strings.Count(string(b), `input downloaded into the node cache" source=data://tools/greeting.txt `); n != 1 {
+		t.Errorf("greeting.txt downloaded %d times by the node, want once (start, task and release task share the cache)\n%s", n, b)
+	}
+
+	t.Run("start task staging failure", func(t *testing.T) {
+		var pool api.Pool
+		c.json(&pool, "pool", "create", "F", "--slots", "1", "--allow-root", "--start-task-retries", "1",
+			"--start-task-input", "data://tools/missing.txt=x", "--start-task", "true")
+		log := filepath.Join(root, "agent-F.log")
+		startProc(t, home, log, "agent", "--server", c.url, "--pool", "F", "--join-token", pool.JoinToken,
+			"--dir", filepath.Join(root, "node-F"), "--slots", "1")
+		c.awaitNodeState("F", "start_task_failed")
+		b, _ := os.ReadFile(log)
+		if n := strings.Count(string(b), "startup task attempt ended"); n != 2 || !strings.Contains(string(b), "staging inputs: data://tools/missing.txt") {
+			t.Errorf("agent log: %d start task attempts, want 2 failing on the missing input\n%s", n, b)
+		}
+	})
+
+	t.Run("prep task staging failure", func(t *testing.T) {
+		c.must("job", "create", "PF", "--pool", "I", "--prep-task-input", "data://tools/missing.txt=x", "--prep-task", "true")
+		c.must("submit", "--job", "PF", "--id-prefix", "t", "--array", "1", "--", "true")
+		waitFor(t, 30*time.Second, "the barred node's staging failure", func() error {
+			tk := c.task("PF", "t1")
+			for _, a := range tk.Attempts {
+				if a.FailureCategory == "staging" && strings.Contains(a.Message, "staging inputs: data://tools/missing.txt") {
+					return nil
+				}
+			}
+			return fmt.Errorf("task %s attempts %+v", tk.State, tk.Attempts)
+		})
+		c.must("job", "terminate", "PF")
 	})
 }

@@ -45,14 +45,19 @@ type Config struct {
 	Server     string // base URL of the server
 	ServerFile string // a client.json to re-read before every dial (lote up's agents follow a restarted server)
 	CAFile     string
-	Pool       string
-	JoinToken  string
-	Dir        string // node root directory
-	Name       string // proposed node ID
-	Slots      int
-	Cores      int
-	Memory     int64
-	Labels     map[string]string
+	// CertFile and KeyFile are the agent's client certificate, for a server
+	// that requires mutual TLS (lote server issue-cert); its common name is
+	// the node's name.
+	CertFile  string
+	KeyFile   string
+	Pool      string
+	JoinToken string
+	Dir       string // node root directory
+	Name      string // proposed node ID
+	Slots     int
+	Cores     int
+	Memory    int64
+	Labels    map[string]string
 	// OrphanTimeout is how long the agent keeps its tasks without a server
 	// before it stops them and exits.
 	OrphanTimeout time.Duration
@@ -156,6 +161,7 @@ type Agent struct {
 	dcMu  sync.Mutex
 	dc    *api.Client // the data API client (dataClient)
 	dcKey string
+	certs *tlsutil.Reloader // the client certificate; nil without one
 }
 
 func (a *Agent) spawner() *spawner.Client { return a.sp.Load() }
@@ -191,6 +197,22 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	var certs *tlsutil.Reloader
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		if cfg.CertFile == "" || cfg.KeyFile == "" {
+			return errors.New("agent: --cert-file and --key-file go together")
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return fmt.Errorf("agent: client certificate: %w", err)
+		}
+		if cfg.Name == "" {
+			cfg.Name = cert.Leaf.Subject.CommonName
+		}
+		if certs, err = tlsutil.NewReloader(cfg.CertFile, cfg.KeyFile); err != nil {
+			return fmt.Errorf("agent: client certificate: %w", err)
+		}
+	}
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
@@ -211,6 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
 		tasks: map[string]*task{}, notify: make(chan struct{}, 1),
 		cache: &cache{dir: filepath.Join(cfg.Dir, "cache"), inflight: map[string]*flight{}},
+		certs: certs,
 	}
 	if os.Geteuid() == 0 {
 		if a.runAs, err = lookupRunAs(cfg.RunAs); err != nil {
@@ -320,6 +343,27 @@ func (a *Agent) connectLoop(ctx context.Context) error {
 	}
 }
 
+// tlsConfig is the TLS configuration for talking to the server: trusting
+// caFile when given, presenting the client certificate when the agent has
+// one; nil when neither.
+func (a *Agent) tlsConfig(caFile string) (*tls.Config, error) {
+	if caFile == "" && a.certs == nil {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := tlsutil.Pool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = pool
+	}
+	if a.certs != nil {
+		tc.GetClientCertificate = a.certs.GetClientCertificate
+	}
+	return tc, nil
+}
+
 type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return "server refused the agent: " + e.msg }
@@ -347,12 +391,12 @@ func (a *Agent) session(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	hc := &http.Client{Timeout: 0}
-	if caFile != "" {
-		pool, err := tlsutil.Pool(caFile)
-		if err != nil {
-			return false, err
-		}
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	tc, err := a.tlsConfig(caFile)
+	if err != nil {
+		return false, err
+	}
+	if tc != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: tc}
 	}
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + proto.Path
 	a.mu.Lock()

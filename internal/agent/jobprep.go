@@ -1,12 +1,13 @@
 package agent
 
 // A job's preparation task runs once on a node before the job's first task
-// there, in workitems/JOB/jobpreparation. Tasks of the job that arrive
-// while it runs wait for it; its result is kept in result.json, so it runs
-// once per node even across agent restarts. When it failed after its
-// retries, every task of the job on this node reports PrepFailed without
-// starting: the server bars the node from the job and runs those tasks
-// elsewhere (Azure Batch's semantics).
+// there, in workitems/JOB/jobpreparation (its inputs staged into wd first,
+// like a start task's). Tasks of the job that arrive while it runs wait
+// for it; its result is kept in result.json, so it runs once per node even
+// across agent restarts. When it failed after its retries, every task of
+// the job on this node reports PrepFailed without starting: the server bars
+// the node from the job and runs those tasks elsewhere (Azure Batch's
+// semantics).
 
 import (
 	"context"
@@ -87,7 +88,7 @@ func (a *Agent) ensureJobPrep(ctx context.Context, t *task) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("job preparation: %w", err)
 		}
-		d := a.runNodeTask("jobpreparation", dir, *st, []string{"LOTE_JOB_ID=" + job, "LOTE_JOB_PREP_DIR=" + dir})
+		d := a.runNodeTask(ctx, "jobpreparation", dir, job, *st)
 		if ctx.Err() != nil && !d.OK {
 			return ctx.Err() // stopped, not failed: run it again next time
 		}
@@ -130,7 +131,7 @@ func (a *Agent) runJobRelease(r proto.JobRelease) {
 		a.log.Error("job release task", "job", r.Job, "err", err)
 		return
 	}
-	d := a.runNodeTask("jobrelease", dir, r.Task, []string{"LOTE_JOB_ID=" + r.Job, "LOTE_JOB_PREP_DIR=" + a.jobPrepDir(r.Job)})
+	d := a.runNodeTask(context.Background(), "jobrelease", dir, r.Job, r.Task)
 	saveResult(result, d)
 	a.log.Info("job release task ended", "job", r.Job, "ok", d.OK, "exit_code", d.ExitCode, "err", d.Err)
 }

@@ -126,10 +126,11 @@ func (a *Agent) dataClient() (*api.Client, error) {
 	defer a.dcMu.Unlock()
 	key := base + "\x00" + ca + "\x00" + tok
 	if a.dc == nil || a.dcKey != key {
-		if a.dc, err = api.NewClient(base, tok, ca); err != nil {
+		tc, err := a.tlsConfig(ca)
+		if err != nil {
 			return nil, err
 		}
-		a.dcKey = key
+		a.dc, a.dcKey = api.NewClientTLS(base, tok, tc), key
 	}
 	return a.dc, nil
 }
@@ -210,8 +211,27 @@ func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 	if err := a.installApps(ctx, cl, t.tpl.Apps); err != nil {
 		return err
 	}
-	v := t.values()
-	for i, in := range t.tpl.Inputs {
+	return a.stageFiles(ctx, cl, t.tpl.Inputs, t.values(), wd, false)
+}
+
+// stageNodeTaskInputs stages a start, job preparation or job release
+// task's inputs into its working directory wd, replacing what an earlier
+// attempt staged there; only {job} has a value (job; "" for a start task).
+func (a *Agent) stageNodeTaskInputs(ctx context.Context, inputs []proto.Input, wd, job string) error {
+	if len(inputs) == 0 {
+		return nil
+	}
+	cl, err := a.dataClient()
+	if err != nil {
+		return err
+	}
+	return a.stageFiles(ctx, cl, inputs, placeholder.Values{Job: job}, wd, true)
+}
+
+// stageFiles expands the inputs' placeholders with v and stages each one
+// under wd; with replace, a file already there is replaced.
+func (a *Agent) stageFiles(ctx context.Context, cl *api.Client, inputs []proto.Input, v placeholder.Values, wd string, replace bool) error {
+	for i, in := range inputs {
 		src, err := placeholder.Expand(in.Source, v)
 		if err != nil {
 			return fmt.Errorf("inputs[%d].source: %w", i, err)
@@ -220,7 +240,7 @@ func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 		if err != nil {
 			return fmt.Errorf("inputs[%d].path: %w", i, err)
 		}
-		if err := a.stageOne(ctx, cl, src, dst, os.FileMode(in.Mode), wd); err != nil {
+		if err := a.stageOne(ctx, cl, src, dst, os.FileMode(in.Mode), wd, replace); err != nil {
 			return fmt.Errorf("%s → %s: %w", src, dst, err)
 		}
 	}
@@ -229,13 +249,13 @@ func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 
 // stageOne fetches one source (a file or everything under a prefix) and
 // links it under wd.
-func (a *Agent) stageOne(ctx context.Context, cl *api.Client, src, dst string, mode os.FileMode, wd string) error {
+func (a *Agent) stageOne(ctx context.Context, cl *api.Client, src, dst string, mode os.FileMode, wd string, replace bool) error {
 	if !strings.HasPrefix(src, blob.Scheme) {
 		cp, err := a.fetchHTTP(ctx, src)
 		if err != nil {
 			return err
 		}
-		return place(cp, wd, strings.TrimSuffix(dst, "/"), mode)
+		return place(cp, wd, strings.TrimSuffix(dst, "/"), mode, replace)
 	}
 	ref, err := blob.ParseRef(src)
 	if err != nil {
@@ -249,7 +269,7 @@ func (a *Agent) stageOne(ctx context.Context, cl *api.Client, src, dst string, m
 		if err != nil {
 			return err
 		}
-		return place(cp, wd, dst, mode)
+		return place(cp, wd, dst, mode, replace)
 	}
 	objs, err := blob.ListAll(ctx, cl, ref)
 	if err != nil {
@@ -265,7 +285,7 @@ func (a *Agent) stageOne(ctx context.Context, cl *api.Client, src, dst string, m
 		if err != nil {
 			return err
 		}
-		if err := place(cp, wd, rel, mode); err != nil {
+		if err := place(cp, wd, rel, mode, replace); err != nil {
 			return err
 		}
 	}
@@ -330,10 +350,11 @@ func (a *Agent) fetchHTTP(ctx context.Context, url string) (string, error) {
 
 // place links a cache file into wd at rel: a hard link to the read-only
 // cache file, or a private copy when a mode was asked for (or linking is
-// impossible). rel was checked at submission; it is checked again here
-// after expansion, and os.Root refuses to create anything through a link
-// out of wd.
-func place(cachePath, wd, rel string, mode os.FileMode) error {
+// impossible). With replace, a file (or link) already at rel is removed
+// first. rel was checked at submission; it is checked again here after
+// expansion, and os.Root refuses to create anything through a link out of
+// wd.
+func place(cachePath, wd, rel string, mode os.FileMode, replace bool) error {
 	if err := blob.CheckPath(rel); err != nil {
 		return err
 	}
@@ -345,6 +366,13 @@ func place(cachePath, wd, rel string, mode os.FileMode) error {
 	if d := path.Dir(rel); d != "." {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			return err
+		}
+	}
+	if replace {
+		if st, err := root.Lstat(rel); err == nil && !st.IsDir() {
+			if err := root.Remove(rel); err != nil {
+				return err
+			}
 		}
 	}
 	if mode == 0 {

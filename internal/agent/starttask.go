@@ -6,11 +6,14 @@ package agent
 //	welcome(StartTask) ──► attempt 1 … MaxRetries+1 ──► startup/result.json ──► StartTaskDone
 //
 // It runs through the spawner like a task, in startup/wd with its output in
-// startup/stdout.txt and startup/stderr.txt. The result is kept in
+// startup/stdout.txt and startup/stderr.txt; its inputs are staged into
+// startup/wd through the node cache before each attempt, and a staging
+// failure is a failed attempt. The result is kept in
 // startup/result.json, so a reconnect that is asked again (the report was
 // lost) answers from it instead of running the start task twice.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -49,7 +52,7 @@ func (a *Agent) beginStartTaskLocked(st proto.StartTask) {
 }
 
 func (a *Agent) runStartTask(st proto.StartTask) {
-	done := a.runNodeTask("startup", a.startupDir(), st, nil)
+	done := a.runNodeTask(context.Background(), "startup", a.startupDir(), "", st)
 	a.mu.Lock()
 	stopping := a.stopping
 	a.mu.Unlock()
@@ -75,13 +78,13 @@ func saveResult(path string, done proto.StartTaskDone) {
 	}
 }
 
-// runNodeTask runs a start, job preparation or release task with its
-// retries and says how it ended.
-func (a *Agent) runNodeTask(kind, dir string, st proto.StartTask, extraEnv []string) proto.StartTaskDone {
+// runNodeTask runs a start, job preparation or release task (job names the
+// job of the last two) with its retries and says how it ended.
+func (a *Agent) runNodeTask(ctx context.Context, kind, dir, job string, st proto.StartTask) proto.StartTaskDone {
 	var done proto.StartTaskDone
 	for attempt := 1; attempt <= st.MaxRetries+1; attempt++ {
 		done = proto.StartTaskDone{Attempts: attempt}
-		ex, err := a.nodeTaskAttempt(kind, dir, st, attempt, extraEnv)
+		ex, err := a.nodeTaskAttempt(ctx, kind, dir, job, st, attempt)
 		switch {
 		case err != nil:
 			done.ExitCode, done.Err = -1, err.Error()
@@ -104,12 +107,16 @@ func (a *Agent) runNodeTask(kind, dir string, st proto.StartTask, extraEnv []str
 	return done
 }
 
-// nodeTaskAttempt runs one attempt of a start, job preparation or job
-// release task (kind names it) in dir/wd and waits for its exit.
-func (a *Agent) nodeTaskAttempt(kind, dir string, st proto.StartTask, attempt int, extraEnv []string) (spawner.Exit, error) {
+// nodeTaskAttempt stages the inputs of a start, job preparation or job
+// release task (kind names it) into dir/wd, runs one attempt there and
+// waits for its exit.
+func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st proto.StartTask, attempt int) (spawner.Exit, error) {
 	wd := filepath.Join(dir, "wd")
 	if err := os.MkdirAll(wd, 0o755); err != nil {
 		return spawner.Exit{}, fmt.Errorf("%s task: %w", kind, err)
+	}
+	if err := a.stageNodeTaskInputs(ctx, st.Inputs, wd, job); err != nil {
+		return spawner.Exit{}, fmt.Errorf("staging inputs: %w", err)
 	}
 	argv := st.Command
 	if st.Shell {
@@ -129,7 +136,9 @@ func (a *Agent) nodeTaskAttempt(kind, dir string, st proto.StartTask, attempt in
 		"LOTE_NODE_ROOT_DIR="+a.cfg.Dir,
 		"LOTE_ATTEMPT="+strconv.Itoa(attempt),
 	)
-	env = append(env, extraEnv...)
+	if job != "" {
+		env = append(env, "LOTE_JOB_ID="+job, "LOTE_JOB_PREP_DIR="+a.jobPrepDir(job))
+	}
 	for k, v := range st.Env {
 		env = append(env, k+"="+v)
 	}

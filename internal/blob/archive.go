@@ -46,6 +46,62 @@ func linkInside(entry, target string) bool {
 	return p != ".." && !strings.HasPrefix(p, "../")
 }
 
+// checkLinks resolves every symlink under root the way the kernel would,
+// and removes and refuses one that leads out of root (or loops). Checking
+// each link's target as it is unpacked is not enough: "a" → "s/../x" stays
+// inside on paper, but leaves once a later entry makes "s" → ".".
+func checkLinks(root *os.Root) error {
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 || resolvesInside(root, p) {
+			return err
+		}
+		root.Remove(p)
+		return fmt.Errorf("%w: link %q leads out of the directory", ErrUnsafe, p)
+	})
+}
+
+// maxLinkHops bounds the links followed resolving one path, as the kernel's
+// ELOOP does.
+const maxLinkHops = 40
+
+// resolvesInside reports whether name, resolved component by component
+// through the links under root, stays inside root. Components that do not
+// exist resolve lexically.
+func resolvesInside(root *os.Root, name string) bool {
+	var done []string // resolved components: real directories (or missing)
+	todo := strings.Split(name, "/")
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(done) == 0 {
+				return false
+			}
+			done = done[:len(done)-1]
+			continue
+		}
+		done = append(done, c)
+		cur := strings.Join(done, "/")
+		st, err := root.Lstat(cur)
+		if err != nil || st.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return false
+		}
+		target, err := root.Readlink(cur)
+		if err != nil || target == "" || path.IsAbs(target) {
+			return false
+		}
+		done = done[:len(done)-1]
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return true
+}
+
 // Unpack extracts a .tar, .tar.gz or .zip (by its first bytes) from f into
 // dir through an os.Root, so nothing lands outside dir: absolute names,
 // ".." and links leaving dir are refused with ErrUnsafe, and more than
@@ -92,7 +148,7 @@ func Untar(r io.Reader, root *os.Root, maxBytes int64) error {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return checkLinks(root)
 		}
 		if err != nil {
 			return fmt.Errorf("reading tar: %w", err)
@@ -188,7 +244,7 @@ func unzip(zr *zip.Reader, root *os.Root, maxBytes int64) error {
 			return fmt.Errorf("%w: entry %q has unsupported mode %v", ErrUnsafe, name, m)
 		}
 	}
-	return nil
+	return checkLinks(root)
 }
 
 func mkParent(root *os.Root, name string) error {

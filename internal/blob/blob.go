@@ -37,8 +37,9 @@ import (
 const Scheme = "data://"
 
 // SystemContainer holds what Lote itself writes (checkpoints, large logs,
-// inputs the CLI uploaded for a submission). Containers starting with '_'
-// are reserved: users can read them but not name them in a put.
+// inputs the CLI uploaded for a submission, application packages).
+// Containers starting with '_' are reserved; the server decides what users
+// may do in this one.
 const SystemContainer = "_lote"
 
 // MetaSHA256 is the metadata key holding an object's hex SHA-256.

@@ -108,6 +108,15 @@ func TestUnpackRejects(t *testing.T) {
 			tw.WriteHeader(&tar.Header{Name: "d", Linkname: ".", Typeflag: tar.TypeSymlink})
 			file(tw, "d/../../evil", "x")
 		},
+		"link out through a link": func(tw *tar.Writer) {
+			// Each target stays inside on paper; together they lead out.
+			tw.WriteHeader(&tar.Header{Name: "a", Linkname: "s/../evil", Typeflag: tar.TypeSymlink})
+			tw.WriteHeader(&tar.Header{Name: "s", Linkname: ".", Typeflag: tar.TypeSymlink})
+		},
+		"link loop": func(tw *tar.Writer) {
+			tw.WriteHeader(&tar.Header{Name: "x", Linkname: "y", Typeflag: tar.TypeSymlink})
+			tw.WriteHeader(&tar.Header{Name: "y", Linkname: "x", Typeflag: tar.TypeSymlink})
+		},
 		"hardlink": func(tw *tar.Writer) {
 			tw.WriteHeader(&tar.Header{Name: "h", Linkname: "/etc/passwd", Typeflag: tar.TypeLink})
 		},

@@ -33,12 +33,14 @@ type jobFlags struct {
 	wall       time.Duration
 	prep       string
 	prepTries  int
+	prepIn     []string
 	release    string
+	releaseIn  []string
 }
 
 func (jf *jobFlags) register(c *cobra.Command, withEnv bool) {
 	f := c.Flags()
-	f.StringVar(&jf.in.PoolID, "pool", "local", "pool the job runs on")
+	f.StringVar(&jf.in.PoolID, "pool", "local", "pool the job runs on; POOL,BURST,... lets tasks go to a later pool while the earlier ones are full")
 	f.IntVar(&jf.in.Priority, "priority", 0, "priority from -1000 to 1000 (higher runs first)")
 	f.IntVar(&jf.maxRetries, "max-retries", 0, "retries after a task fails (-1 = unlimited)")
 	f.DurationVar(&jf.wall, "max-wall-clock", 0, "kill a task's attempt after this long (e.g. 10m)")
@@ -46,7 +48,9 @@ func (jf *jobFlags) register(c *cobra.Command, withEnv bool) {
 	f.StringArrayVar(&jf.tags, "tag", nil, "job tag K=V (repeatable)")
 	f.StringVar(&jf.prep, "prep-task", "", "shell command line run once on each node before the job's first task there; a node where it fails is barred from the job")
 	f.IntVar(&jf.prepTries, "prep-task-retries", 0, "retries of a failing job preparation task on a node")
+	f.StringArrayVar(&jf.prepIn, "prep-task-input", nil, "stage SRC into the preparation task's working dir as PATH before it runs: SRC=PATH[:MODE] as for --input; only {job} is expanded (repeatable)")
 	f.StringVar(&jf.release, "release-task", "", "shell command line run on each node that ran the job's tasks when the job ends")
+	f.StringArrayVar(&jf.releaseIn, "release-task-input", nil, "stage SRC into the release task's working dir as PATH before it runs: SRC=PATH[:MODE] as for --input; only {job} is expanded (repeatable)")
 	if withEnv {
 		f.StringArrayVar(&jf.env, "job-env", nil, "environment K=V for every task of the job (repeatable)")
 	}
@@ -54,6 +58,8 @@ func (jf *jobFlags) register(c *cobra.Command, withEnv bool) {
 
 func (jf *jobFlags) build(c *cobra.Command) (api.JobCreate, error) {
 	in := jf.in
+	pools := strings.Split(in.PoolID, ",")
+	in.PoolID, in.BurstPoolIDs = pools[0], pools[1:]
 	var err error
 	if in.Tags, err = parseKV("--tag", jf.tags); err != nil {
 		return in, err
@@ -63,9 +69,19 @@ func (jf *jobFlags) build(c *cobra.Command) (api.JobCreate, error) {
 	}
 	if jf.prep != "" {
 		in.PrepTask = &api.StartTask{Command: []string{jf.prep}, Shell: true, MaxRetries: jf.prepTries}
+		if in.PrepTask.Inputs, err = parseInputs("--prep-task-input", jf.prepIn); err != nil {
+			return in, err
+		}
+	} else if len(jf.prepIn) > 0 {
+		return in, usageErr("--prep-task-input needs --prep-task")
 	}
 	if jf.release != "" {
 		in.ReleaseTask = &api.StartTask{Command: []string{jf.release}, Shell: true}
+		if in.ReleaseTask.Inputs, err = parseInputs("--release-task-input", jf.releaseIn); err != nil {
+			return in, err
+		}
+	} else if len(jf.releaseIn) > 0 {
+		return in, usageErr("--release-task-input needs --release-task")
 	}
 	if c.Flags().Changed("max-retries") {
 		in.MaxRetries = &jf.maxRetries
@@ -78,6 +94,20 @@ func (jf *jobFlags) build(c *cobra.Command) (api.JobCreate, error) {
 	return in, nil
 }
 
+// uploadJobTaskInputs uploads the local inputs of a job's preparation and
+// release tasks, as uploadLocalInputs does for tasks.
+func (a *app) uploadJobTaskInputs(ctx context.Context, in *api.JobCreate) error {
+	if in.PrepTask != nil {
+		if err := a.uploadLocalInputs(ctx, "--prep-task-input", in.PrepTask.Inputs); err != nil {
+			return err
+		}
+	}
+	if in.ReleaseTask != nil {
+		return a.uploadLocalInputs(ctx, "--release-task-input", in.ReleaseTask.Inputs)
+	}
+	return nil
+}
+
 func (a *app) jobCreateCmd() *cobra.Command {
 	var jf jobFlags
 	var key string
@@ -88,6 +118,9 @@ func (a *app) jobCreateCmd() *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			in, err := jf.build(c)
 			if err != nil {
+				return err
+			}
+			if err := a.uploadJobTaskInputs(c.Context(), &in); err != nil {
 				return err
 			}
 			if len(args) == 1 {
@@ -164,7 +197,13 @@ func (a *app) jobShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.emit(j, []string{j.ID}, func(w io.Writer) { jobTable(w, []api.Job{j}) })
+			return a.emit(j, []string{j.ID}, func(w io.Writer) {
+				jobTable(w, []api.Job{j})
+				if len(j.BurstPoolIDs) > 0 {
+					fmt.Fprintf(w, "\nburst pools\t%s\n", strings.Join(j.BurstPoolIDs, ", "))
+				}
+				fmt.Fprintf(w, "\nusage\t%.1f slot-seconds, %.1f node-seconds, cost %.4f\n", j.SlotSeconds, j.NodeSeconds, j.Cost)
+			})
 		},
 	}
 }
@@ -283,7 +322,7 @@ func (tf *taskFlags) build(c *cobra.Command, argv []string) (api.TaskSpec, error
 	if c.Flags().Changed("task-max-retries") {
 		s.MaxRetries = &tf.maxRetries
 	}
-	if s.Inputs, err = parseInputs(tf.inputs); err != nil {
+	if s.Inputs, err = parseInputs("--input", tf.inputs); err != nil {
 		return s, err
 	}
 	if s.Outputs, err = parseOutputs(tf.outputs); err != nil {
@@ -347,11 +386,14 @@ indices. --each-line FILE makes one task per line, numbered from 0.`,
 			if err != nil {
 				return err
 			}
-			if err := a.uploadLocalInputs(c.Context(), []api.TaskSpec{tpl}); err != nil {
+			if err := a.uploadLocalInputs(c.Context(), "--input", tpl.Inputs); err != nil {
 				return err
 			}
 			jc, err := jf.build(c)
 			if err != nil {
+				return err
+			}
+			if err := a.uploadJobTaskInputs(c.Context(), &jc); err != nil {
 				return err
 			}
 			add := api.TaskAdd{IDPrefix: idPrefix}

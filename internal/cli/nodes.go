@@ -51,8 +51,24 @@ func (a *app) nodeCmd() *cobra.Command {
 	}
 	del := a.deleteCmd("node", "Forget nodes that hold no tasks (drain them first); a deleted node's agent is refused",
 		func(ctx context.Context, cl *api.Client, id string) error { return cl.DeleteNode(ctx, id) })
+	preempt := &cobra.Command{
+		Use:   "preempt NODE",
+		Short: "Take a node back as a spot provider would: its tasks get SIGTERM, save their checkpoints and are requeued without using a retry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			n, err := cl.PreemptNode(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.emit(n, []string{n.ID}, func(w io.Writer) { fmt.Fprintf(w, "node %s: %s\n", n.ID, n.State) })
+		},
+	}
 	c.AddCommand(show, drain("drain", "Stop giving a node new tasks (running ones finish)", true),
-		drain("undrain", "Give a drained node tasks again", false), del)
+		drain("undrain", "Give a drained node tasks again", false), del, preempt)
 	return c
 }
 

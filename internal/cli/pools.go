@@ -13,7 +13,8 @@ import (
 
 func (a *app) poolCmd() *cobra.Command {
 	c := &cobra.Command{Use: "pool", Short: "Create, resize and delete pools; list their nodes"}
-	c.AddCommand(a.poolCreateCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolResizeCmd(), a.poolDeleteCmd(), a.poolNodesCmd())
+	c.AddCommand(a.poolCreateCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolResizeCmd(), a.poolDeleteCmd(), a.poolNodesCmd(),
+		a.poolAutoscaleCmd())
 	return c
 }
 
@@ -22,9 +23,10 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	var labels []string
 	var prefill int
 	var startTask string
-	var startEnv []string
+	var startEnv, startInputs []string
 	var startRetries int
 	var startNoWait bool
+	var sf scalingFlags
 	c := &cobra.Command{
 		Use:   "create POOL",
 		Short: "Create a pool; agents join it with the join token it prints",
@@ -38,14 +40,23 @@ func (a *app) poolCreateCmd() *cobra.Command {
 			if c.Flags().Changed("prefill") {
 				in.Prefill = &prefill
 			}
+			if err := sf.apply(c, &in); err != nil {
+				return err
+			}
 			if startTask != "" {
 				wait := !startNoWait
 				in.StartTask = &api.StartTask{Command: []string{startTask}, Shell: true, MaxRetries: startRetries, WaitForSuccess: &wait}
 				if in.StartTask.Env, err = parseKV("--start-task-env", startEnv); err != nil {
 					return err
 				}
-			} else if len(startEnv) > 0 || startRetries != 0 || startNoWait {
-				return usageErr("--start-task-env, --start-task-retries and --start-task-no-wait need --start-task")
+				if in.StartTask.Inputs, err = parseInputs("--start-task-input", startInputs); err != nil {
+					return err
+				}
+				if err := a.uploadLocalInputs(c.Context(), "--start-task-input", in.StartTask.Inputs); err != nil {
+					return err
+				}
+			} else if len(startEnv) > 0 || len(startInputs) > 0 || startRetries != 0 || startNoWait {
+				return usageErr("--start-task-env, --start-task-input, --start-task-retries and --start-task-no-wait need --start-task")
 			}
 			cl, err := a.client()
 			if err != nil {
@@ -68,9 +79,11 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	f.StringArrayVar(&in.Apps, "app", nil, "application package NAME[@VERSION] every task of the pool gets (installed once per node; no version = the newest uploaded now; repeatable)")
 	f.StringVar(&startTask, "start-task", "", "shell command line run on every node as it joins, in its startup/wd directory; nodes take tasks once it succeeded")
 	f.StringArrayVar(&startEnv, "start-task-env", nil, "start task environment K=V (repeatable)")
+	f.StringArrayVar(&startInputs, "start-task-input", nil, "stage SRC into the start task's working dir as PATH before it runs: SRC=PATH[:MODE] as for --input, no placeholders (repeatable)")
 	f.IntVar(&startRetries, "start-task-retries", 0, "retries of a failing start task before the node is start_task_failed")
 	f.BoolVar(&startNoWait, "start-task-no-wait", false, "give nodes tasks while their start task still runs (wait_for_success false)")
 	f.BoolVar(&in.AllowRoot, "allow-root", false, "let tasks run as root on agents running as root (default: such agents run tasks as their --run-as user)")
+	sf.register(f, &in)
 	return c
 }
 
@@ -126,6 +139,7 @@ func (a *app) poolShowCmd() *cobra.Command {
 			}
 			return a.emit(p, []string{p.ID}, func(w io.Writer) {
 				poolTable(w, []api.Pool{p})
+				poolDetails(w, p)
 				if p.JoinToken != "" {
 					fmt.Fprintf(w, "\njoin token: %s\n", p.JoinToken)
 				}
@@ -200,7 +214,8 @@ removed when it shrinks: requeue them (the default), terminate them, or let them
 		},
 	}
 	c.Flags().IntVar(&in.TargetNodes, "nodes", 0, "target number of nodes")
-	c.Flags().StringVar(&in.Deallocation, "deallocation", "requeue", "on shrink: requeue, terminate or task_completion")
+	c.Flags().IntVar(&in.TargetSpotNodes, "spot-nodes", 0, "target number of spot nodes")
+	c.Flags().StringVar(&in.Deallocation, "deallocation", "", "on shrink: requeue, terminate or task_completion (default: the pool's, else requeue); kept for later shrinks")
 	return c
 }
 

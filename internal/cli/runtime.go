@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -14,9 +15,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/lotehq/lote/internal/agent"
+	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/server"
 	"github.com/lotehq/lote/internal/simagent"
 	"github.com/lotehq/lote/internal/spawner"
+	"github.com/lotehq/lote/internal/tlsutil"
 	"github.com/lotehq/lote/internal/up"
 )
 
@@ -111,6 +114,46 @@ func (a *app) serverCmd() *cobra.Command {
 	serverFlags(f, &cfg)
 	f.StringVar(&cfg.CertFile, "cert-file", "", "TLS certificate (default: generated when not loopback)")
 	f.StringVar(&cfg.KeyFile, "key-file", "", "TLS key")
+	f.BoolVar(&cfg.AgentMTLS, "agent-mtls", false, "require agents to present a client certificate issued by the agent CA (see lote server issue-cert); needs TLS")
+	f.StringVar(&cfg.AgentCAFile, "agent-ca-file", "", "CA that issues agents' client certificates, with --agent-mtls (default: the generated CA in --dir/tls)")
+	c.AddCommand(a.issueCertCmd())
+	return c
+}
+
+func (a *app) issueCertCmd() *cobra.Command {
+	var dir, node, out string
+	var valid time.Duration
+	c := &cobra.Command{
+		Use:   "issue-cert",
+		Short: "Issue an agent's client certificate from the server's CA, for --agent-mtls",
+		Long: `Issue a client certificate for the agent of one node from the CA in --dir/tls (the server
+creates it on its first start with TLS or --agent-mtls). Writes agent.pem, agent.key and a copy
+of the CA as ca.pem to --out; give them to the agent as --cert-file, --key-file and --ca-file.
+The certificate's common name is the node's name: the agent joins under it.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if !core.ValidID(node) {
+				return usageErr("--node must be 1-64 characters of letters, digits, '_' and '-'")
+			}
+			if out == "" {
+				return usageErr("--out is required")
+			}
+			if valid <= 0 {
+				return usageErr("--valid must be positive")
+			}
+			m, err := tlsutil.IssueClient(filepath.Join(dir, "tls"), node, out, valid)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "certificate for node %s: --cert-file %s --key-file %s --ca-file %s\n", node, m.CertFile, m.KeyFile, m.CAFile)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&dir, "dir", home(), "the server's data directory")
+	f.StringVar(&node, "node", "", "the node's name (the certificate's common name)")
+	f.StringVar(&out, "out", "", "directory to write agent.pem, agent.key and ca.pem to")
+	f.DurationVar(&valid, "valid", 365*24*time.Hour, "how long the certificate is valid")
 	return c
 }
 
@@ -152,6 +195,8 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 	f.StringVar(&cfg.Server, "server", "", "server URL")
 	f.StringVar(&cfg.ServerFile, "server-file", "", "client.json to read the server URL and CA from before each connection")
 	f.StringVar(&cfg.CAFile, "ca-file", "", "CA certificate to trust")
+	f.StringVar(&cfg.CertFile, "cert-file", "", "client certificate, for a server with --agent-mtls (lote server issue-cert); its name is the node's")
+	f.StringVar(&cfg.KeyFile, "key-file", "", "the client certificate's key")
 	f.StringVar(&cfg.Pool, "pool", "", "pool to join")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "the pool's join token (env LOTE_JOIN_TOKEN)")
 	f.StringVar(&cfg.Dir, "dir", "", "node directory (default $LOTE_HOME/agent)")

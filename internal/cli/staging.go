@@ -11,20 +11,20 @@ import (
 	"github.com/lotehq/lote/internal/blob"
 )
 
-// parseInputs reads --input SRC=PATH[:MODE]. It splits at the last '=' so a
-// URL with a query string stays whole, and leaves a local SRC for
-// uploadLocalInputs.
-func parseInputs(args []string) ([]api.InputFile, error) {
+// parseInputs reads the SRC=PATH[:MODE] arguments of flag (--input,
+// --start-task-input, ...). It splits at the last '=' so a URL with a query
+// string stays whole, and leaves a local SRC for uploadLocalInputs.
+func parseInputs(flag string, args []string) ([]api.InputFile, error) {
 	var out []api.InputFile
 	for _, arg := range args {
 		i := strings.LastIndexByte(arg, '=')
 		if i <= 0 || i == len(arg)-1 {
-			return nil, usageErr("--input %q: want SRC=PATH", arg)
+			return nil, usageErr("%s %q: want SRC=PATH", flag, arg)
 		}
 		f := api.InputFile{Source: arg[:i], Path: arg[i+1:]}
 		if p, mode, ok := strings.Cut(f.Path, ":"); ok {
 			if _, err := api.ParseMode(mode); err != nil {
-				return nil, usageErr("--input %q: %v", arg, err)
+				return nil, usageErr("%s %q: %v", flag, arg, err)
 			}
 			f.Path, f.Mode = p, mode
 		}
@@ -57,15 +57,24 @@ func parseOutputs(args []string) ([]api.OutputFile, error) {
 // validate) rather than a local file to upload.
 func isRemote(src string) bool { return strings.Contains(src, "://") }
 
-// uploadLocalInputs uploads inputs whose source is a local file to
-// data://_lote/uploads/SHA256/NAME (content-addressed, so resubmitting
-// uploads nothing new) and points the specs there.
-func (a *app) uploadLocalInputs(ctx context.Context, specs []api.TaskSpec) error {
+// specInputs are the input lists of specs, for uploadLocalInputs.
+func specInputs(specs []api.TaskSpec) [][]api.InputFile {
+	out := make([][]api.InputFile, len(specs))
+	for i := range specs {
+		out[i] = specs[i].Inputs
+	}
+	return out
+}
+
+// uploadLocalInputs uploads the inputs given with flag whose source is a
+// local file to data://_lote/uploads/SHA256/NAME (content-addressed, so
+// resubmitting uploads nothing new) and points them there, in place.
+func (a *app) uploadLocalInputs(ctx context.Context, flag string, lists ...[]api.InputFile) error {
 	done := map[string]string{}
 	var cl *api.Client
-	for si := range specs {
-		for ii := range specs[si].Inputs {
-			in := &specs[si].Inputs[ii]
+	for _, list := range lists {
+		for ii := range list {
+			in := &list[ii]
 			if isRemote(in.Source) {
 				continue
 			}
@@ -75,10 +84,10 @@ func (a *app) uploadLocalInputs(ctx context.Context, specs []api.TaskSpec) error
 			}
 			st, err := os.Stat(in.Source)
 			if err != nil {
-				return usageErr("--input %s: not data://, http(s):// or a local file: %v", in.Source, err)
+				return usageErr("%s %s: not data://, http(s):// or a local file: %v", flag, in.Source, err)
 			}
 			if st.IsDir() {
-				return usageErr("--input %s: a local folder; upload it with `lote data put` and give its data:// prefix", in.Source)
+				return usageErr("%s %s: a local folder; upload it with `lote data put` and give its data:// prefix", flag, in.Source)
 			}
 			sum, _, err := blob.FileSHA256(in.Source)
 			if err != nil {
@@ -91,7 +100,7 @@ func (a *app) uploadLocalInputs(ctx context.Context, specs []api.TaskSpec) error
 				}
 			}
 			if _, err := blob.UploadFile(ctx, cl, in.Source, ref, nil); err != nil {
-				return fmt.Errorf("--input %s: %w", in.Source, err)
+				return fmt.Errorf("%s %s: %w", flag, in.Source, err)
 			}
 			done[in.Source] = ref.String()
 			in.Source = ref.String()

@@ -69,7 +69,7 @@ task-N, N its position in the job.`,
 				spec.ID = id
 				specs = []api.TaskSpec{spec}
 			}
-			if err := a.uploadLocalInputs(c.Context(), specs); err != nil {
+			if err := a.uploadLocalInputs(c.Context(), "--input", specInputs(specs)...); err != nil {
 				return err
 			}
 			cl, err := a.client()

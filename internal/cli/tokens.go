@@ -15,7 +15,7 @@ func (a *app) tokenCmd() *cobra.Command {
 		Use:   "token",
 		Short: "Manage API tokens (admin)",
 		Long: `Manage API tokens. An admin token may do everything; a user token sees and acts on its own
-jobs only. The server keeps only a hash: a token is shown once, when it is created.`,
+jobs and data containers only. The server keeps only a hash: a token is shown once, when it is created.`,
 	}
 	var create api.TokenCreate
 	createCmd := &cobra.Command{

@@ -4,6 +4,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,8 +14,11 @@ import (
 
 // JobSpec describes a job to create.
 type JobSpec struct {
-	ID                string
-	PoolID            string
+	ID     string
+	PoolID string
+	// BurstPoolIDs are pools, in order, the job's tasks may go to once the
+	// pools before them have no free slot.
+	BurstPoolIDs      []string
 	Priority          int
 	MaxRetries        int
 	MaxWallClock      time.Duration
@@ -45,6 +49,20 @@ func (c *Core) newJob(s JobSpec, now time.Time) (*Job, error) {
 	if p == nil {
 		return nil, fieldErr("pool_id", "no pool %q", s.PoolID)
 	}
+	pools := []*Pool{p}
+	if len(s.BurstPoolIDs) >= MaxPoolsPerJob {
+		return nil, fieldErr("burst_pool_ids", "at most %d pools per job", MaxPoolsPerJob)
+	}
+	for i, id := range s.BurstPoolIDs {
+		bp := c.pools[key(id)]
+		if bp == nil {
+			return nil, fieldErr(fmt.Sprintf("burst_pool_ids[%d]", i), "no pool %q", id)
+		}
+		if slices.Contains(pools, bp) {
+			return nil, fieldErr(fmt.Sprintf("burst_pool_ids[%d]", i), "pool %q is listed twice", id)
+		}
+		pools = append(pools, bp)
+	}
 	if s.Priority < -MaxPriority || s.Priority > MaxPriority {
 		return nil, fieldErr("priority", "must be between -1000 and 1000")
 	}
@@ -64,7 +82,7 @@ func (c *Core) newJob(s JobSpec, now time.Time) (*Job, error) {
 		return nil, fmt.Errorf("job %q: %w", s.ID, ErrConflict)
 	}
 	return &Job{
-		ID: s.ID, Pool: p, Priority: s.Priority, MaxRetries: s.MaxRetries,
+		ID: s.ID, Pool: p, Pools: pools, Priority: s.Priority, MaxRetries: s.MaxRetries,
 		MaxWallClock: s.MaxWallClock, TerminateWhenDone: s.TerminateWhenDone,
 		Owner: s.Owner, Tags: s.Tags, Env: s.Env, CreatedAt: now.UnixNano(),
 		PrepTask: s.PrepTask, ReleaseTask: s.ReleaseTask,
@@ -229,12 +247,19 @@ func (c *Core) FindTask(j *Job, id string) (*Task, *Group, int, bool) {
 	return nil, nil, 0, false
 }
 
-// wake puts a job with waiting tasks into its pool's scheduling list.
+// wake puts a job with waiting tasks into its pools' scheduling lists.
 func (c *Core) wake(j *Job) {
-	p := j.Pool
-	p.dirty = true
-	if !j.inPool {
-		j.inPool = true
-		p.jobs = append(p.jobs, j)
+	for i, p := range j.Pools {
+		p.dirty = true
+		if j.inPool&(1<<i) == 0 {
+			j.inPool |= 1 << i
+			p.jobs = append(p.jobs, j)
+		}
+	}
+}
+
+func (j *Job) markPoolsDirty() {
+	for _, p := range j.Pools {
+		p.dirty = true
 	}
 }

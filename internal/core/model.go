@@ -86,10 +86,11 @@ const (
 	NodeLeaving
 	NodeWaitingForStartTask
 	NodeStartTaskFailed
+	NodePreempted
 )
 
 var nodeStateNames = [...]string{"starting", "idle", "running", "offline", "unreachable", "leaving",
-	"waiting_for_start_task", "start_task_failed"}
+	"waiting_for_start_task", "start_task_failed", "preempted"}
 
 // StartTask prepares every node of a pool as it joins (Azure Batch's start
 // task): installs, mounts, warm caches. The agent retries it up to
@@ -101,6 +102,8 @@ type StartTask struct {
 	Env            map[string]string `json:"env,omitempty"`
 	MaxRetries     int               `json:"max_retries,omitempty"`
 	WaitForSuccess bool              `json:"wait_for_success"`
+	// Inputs are staged into its working directory before each attempt.
+	Inputs []InputFile `json:"inputs,omitempty"`
 }
 
 // StartTaskPhase is where a node is with its pool's start task.
@@ -401,8 +404,11 @@ func (t *Task) Index() int { return t.Group.IndexAt(t.Pos) }
 
 // Job is a container of tasks bound to a pool.
 type Job struct {
-	ID                string
-	Pool              *Pool
+	ID   string
+	Pool *Pool // Pools[0]
+	// Pools are where the job's tasks may run, in order: a task goes to a
+	// later pool only while the earlier ones have no free slot (bursting).
+	Pools             []*Pool
 	Priority          int
 	MaxRetries        int
 	MaxWallClock      time.Duration
@@ -420,17 +426,22 @@ type Job struct {
 	Succeeded         int
 	Failed            int
 	PendingReason     string
+	// SlotSeconds and Cost sum the job's ended attempts: run time × slots,
+	// priced at the per-slot share of their node's price per hour.
+	SlotSeconds float64
+	NodeSeconds float64
+	Cost        float64
 	// PrepTask runs once on a node before the job's first task there;
 	// ReleaseTask runs on the nodes that ran the job's tasks when it ends.
 	PrepTask    *StartTask
 	ReleaseTask *StartTask
 	// barred are the nodes (by key) whose job preparation task failed: the
-	// job's tasks never go there again (Azure Batch). Not durable: the agent
-	// keeps the failed result and reports it again after a server restart.
+	// job's tasks never go there again (Azure Batch). Durable, as
+	// JobRecord.BarredNodes.
 	barred    map[string]bool
 	ready     []*Task // materialized tasks waiting to run again, FIFO
 	openGroup int     // first group whose cursor has not reached its count
-	inPool    bool
+	inPool    uint8   // bit i: in Pools[i]'s scheduling list
 	deleted   bool
 }
 
@@ -455,6 +466,17 @@ type Node struct {
 	LastSeen    int64
 	StartTask   StartTaskPhase
 
+	// Spot nodes are cheaper and may be preempted (Azure's low-priority
+	// nodes). A provisioned node was asked of the pool's provider at
+	// RequestedAt and has not joined yet. A preempted node takes no task; a
+	// leaving one takes none and goes once its tasks ended
+	// (deallocation task_completion).
+	Spot        bool
+	Provisioned bool
+	RequestedAt int64
+	Preempted   bool
+	Leaving     bool
+
 	tasks     []*Task // assigned, preparing and running tasks
 	usedSlots int
 	usedCores int
@@ -465,6 +487,12 @@ type Node struct {
 // State is the node's state as users see it.
 func (n *Node) State() NodeState {
 	switch {
+	case n.Provisioned:
+		return NodeStarting
+	case n.Preempted:
+		return NodePreempted
+	case n.Leaving:
+		return NodeLeaving
 	case n.Unreachable:
 		return NodeUnreachable
 	case n.StartTask == StartTaskFailed && n.Pool.StartTask != nil && n.Pool.StartTask.WaitForSuccess:
@@ -499,6 +527,9 @@ type Pool struct {
 	AllowRoot    bool       // see PoolSpec.AllowRoot
 	StartTask    *StartTask // nil: none
 	Apps         []string   // see PoolSpec.Apps
+	Scaling      Scaling    // see PoolSpec.Scaling
+	Usage        Usage      // node time and cost of the pool's removed nodes
+	NodeSeq      int        // last number used for a provisioned node's ID
 
 	Nodes  map[string]*Node // by lower-cased ID
 	sorted []*Node          // Nodes by ID, rebuilt after a change

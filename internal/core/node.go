@@ -63,6 +63,11 @@ func (c *Core) NodeJoin(jn Join, now time.Time) (*Node, Reconcile, error) {
 	if jn.NodeID != "" && n == nil {
 		return nil, rec, fmt.Errorf("node %q: %w", jn.NodeID, ErrNotFound)
 	}
+	if pn := c.nodes[key(jn.Name)]; n == nil && pn != nil && pn.Provisioned && pn.Pool == jn.Pool {
+		// The machine the provider made for this node ID has come up.
+		n = pn
+		n.Provisioned, n.TokenHash, n.JoinedAt = false, jn.TokenHash, now.UnixNano()
+	}
 	if n == nil {
 		base := jn.Name
 		if !ValidID(base) {
@@ -149,7 +154,7 @@ func (c *Core) Tick(now time.Time) []*Node {
 	var lost []*Node
 	for _, p := range c.Pools() {
 		for _, n := range p.SortedNodes() {
-			if n.Unreachable || n.LastSeen > deadline {
+			if n.Unreachable || n.Provisioned || n.LastSeen > deadline {
 				continue
 			}
 			n.Unreachable = true

@@ -82,7 +82,7 @@ func (c *Core) TerminateJob(j *Job, why string, now time.Time) {
 	j.ready = nil
 	j.State = JobCompleted
 	j.CompletedAt = now.UnixNano()
-	j.Pool.dirty = true
+	j.markPoolsDirty()
 	c.fx.SaveJob(j)
 	c.releaseJob(j)
 }
@@ -113,9 +113,10 @@ func (c *Core) DeleteJob(j *Job, now time.Time) {
 	if i := slices.Index(c.jobList, j); i >= 0 {
 		c.jobList = slices.Delete(c.jobList, i, i+1)
 	}
-	p := j.Pool
-	if i := slices.Index(p.jobs, j); i >= 0 {
-		p.jobs = slices.Delete(p.jobs, i, i+1)
+	for _, p := range j.Pools {
+		if i := slices.Index(p.jobs, j); i >= 0 {
+			p.jobs = slices.Delete(p.jobs, i, i+1)
+		}
 	}
 	j.deleted = true
 	c.fx.DeleteJob(j)
@@ -175,19 +176,38 @@ func (c *Core) SetJobPriority(j *Job, prio int) error {
 		return fieldErr("priority", "must be between -1000 and 1000")
 	}
 	j.Priority = prio
-	j.Pool.dirty = true
+	j.markPoolsDirty()
 	c.fx.SaveJob(j)
 	return nil
 }
 
-// SetPoolTarget records the node count a pool should have.
-func (c *Core) SetPoolTarget(p *Pool, n int) error {
-	if n < 0 || n > 100000 {
-		return fieldErr("target_nodes", "must be between 0 and 100000")
+// SetPoolTarget records the node counts a pool should have and how its
+// scale-downs treat running tasks. A pool whose formula is enabled refuses:
+// the formula owns its size.
+func (c *Core) SetPoolTarget(p *Pool, nodes, spot int, d Deallocation) error {
+	if a := p.Scaling.Autoscale; a != nil && a.Enabled {
+		return fmt.Errorf("pool %q autoscales (disable autoscale to resize it by hand): %w", p.ID, ErrConflict)
 	}
-	p.TargetNodes = n
-	c.fx.SavePool(p)
+	switch {
+	case nodes < 0 || nodes > MaxPoolNodes:
+		return fieldErr("target_nodes", "must be between 0 and %d", MaxPoolNodes)
+	case spot < 0 || spot > MaxPoolNodes:
+		return fieldErr("target_spot_nodes", "must be between 0 and %d", MaxPoolNodes)
+	}
+	c.SetTargets(p, nodes, spot)
+	if d != "" {
+		p.Scaling.Deallocation = d
+	}
 	return nil
+}
+
+// SetTargets records the sizes the autoscaler decided.
+func (c *Core) SetTargets(p *Pool, nodes, spot int) {
+	if p.TargetNodes == nodes && p.Scaling.TargetSpotNodes == spot {
+		return
+	}
+	p.TargetNodes, p.Scaling.TargetSpotNodes = nodes, spot
+	c.fx.SavePool(p)
 }
 
 // RotateJoinToken replaces a pool's join token; joined nodes keep their own
@@ -201,7 +221,7 @@ func (c *Core) RotateJoinToken(p *Pool, token string) {
 // returns the removed nodes so the shell can close their streams.
 func (c *Core) DeletePool(p *Pool) ([]*Node, error) {
 	for _, j := range c.jobList {
-		if j.Pool == p {
+		if slices.Contains(j.Pools, p) {
 			return nil, fmt.Errorf("pool %q still has job %q (delete it first): %w", p.ID, j.ID, ErrConflict)
 		}
 	}

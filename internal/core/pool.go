@@ -25,6 +25,8 @@ type PoolSpec struct {
 	StartTask *StartTask
 	// Apps are application packages (NAME@VERSION) every task of the pool gets.
 	Apps []string
+	// Scaling: autoscale formula, bounds, provider command, prices.
+	Scaling Scaling
 }
 
 // DefaultPrefill is how many tasks an agent may hold beyond its free slots:
@@ -45,10 +47,13 @@ func (c *Core) CreatePool(s PoolSpec, now time.Time) (*Pool, error) {
 	if s.Prefill < -1 || s.Prefill > 1<<16 {
 		return nil, fieldErr("prefill", "must be between 0 and 65536")
 	}
+	if err := s.Scaling.validate(); err != nil {
+		return nil, err
+	}
 	p := &Pool{
 		ID: s.ID, Provider: s.Provider, SlotsPerNode: s.SlotsPerNode, Fill: s.Fill,
 		Prefill: s.Prefill, TargetNodes: s.TargetNodes, Labels: s.Labels, JoinToken: s.JoinToken,
-		AllowRoot: s.AllowRoot, StartTask: s.StartTask, Apps: s.Apps,
+		AllowRoot: s.AllowRoot, StartTask: s.StartTask, Apps: s.Apps, Scaling: s.Scaling,
 		CreatedAt: now.UnixNano(), Nodes: map[string]*Node{},
 	}
 	c.pools[key(p.ID)] = p

@@ -52,6 +52,8 @@ var simEvents = []simEvent{
 	{"change priority", 1, (*sim).changePriority},
 	{"delete job", 1, (*sim).deleteJob},
 	{"remove node", 1, (*sim).removeNode},
+	{"scale down node", 1, (*sim).scaleDown},
+	{"preempt node", 1, (*sim).preemptNode},
 }
 
 func newSim(t testing.TB, seed int64) *sim {
@@ -194,11 +196,44 @@ func (s *sim) addJob() string {
 	}
 	p, _ := pick(s, s.pools)
 	prio, _ := pick(s, []int{-5, 0, 0, 5, 10})
-	j, _, err := s.c.CreateJobWithTasks(core.JobSpec{ID: s.fresh("j"), PoolID: p.ID, Priority: prio}, s.randomTasks(), s.now)
+	spec := core.JobSpec{ID: s.fresh("j"), PoolID: p.ID, Priority: prio}
+	if s.chance(0.3) {
+		// It may burst to the other pool once its own is full.
+		for _, o := range s.pools {
+			if o != p {
+				spec.BurstPoolIDs = []string{o.ID}
+			}
+		}
+	}
+	j, _, err := s.c.CreateJobWithTasks(spec, s.randomTasks(), s.now)
 	if err != nil {
 		s.failf("create job: %v", err)
 	}
-	return fmt.Sprintf("add job %s to %s, priority %d, %d tasks", j.ID, p.ID, prio, j.Counts[core.TaskActive])
+	return fmt.Sprintf("add job %s to %s (burst %v), priority %d, %d tasks", j.ID, p.ID, spec.BurstPoolIDs, prio, j.Counts[core.TaskActive])
+}
+
+// scaleDown takes a node out as a pool resize would, with a random
+// deallocation option, and sweeps the nodes that may go.
+func (s *sim) scaleDown() string {
+	n, ok := pick(s, allNodes(s.c))
+	if !ok {
+		return ""
+	}
+	mode, _ := pick(s, []core.Deallocation{core.DeallocRequeue, core.DeallocTerminate, core.DeallocTaskCompletion})
+	gone := s.c.ScaleDown(n.Pool, []string{n.ID}, mode, s.now)
+	_, left := s.c.SweepNodes(s.now)
+	return fmt.Sprintf("scale down %s (%s): %d removed now, %d swept", n.ID, mode, len(gone), len(left))
+}
+
+func (s *sim) preemptNode() string {
+	n, ok := pick(s, allNodes(s.c))
+	if !ok || n.Preempted {
+		return ""
+	}
+	if err := s.c.PreemptNode(n, s.now); err != nil {
+		s.failf("preempt %s: %v", n.ID, err)
+	}
+	return "preempt " + n.ID
 }
 
 func (s *sim) addTasks() string {

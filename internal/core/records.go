@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -26,6 +27,9 @@ type PoolRecord struct {
 	AllowRoot    bool              `json:"allow_root,omitempty"`
 	StartTask    *StartTask        `json:"start_task,omitempty"`
 	Apps         []string          `json:"apps,omitempty"`
+	Scaling      Scaling           `json:"scaling"`
+	Usage        Usage             `json:"usage"`
+	NodeSeq      int               `json:"node_seq,omitempty"`
 }
 
 // Record returns the pool's durable form.
@@ -34,22 +38,28 @@ func (p *Pool) Record() PoolRecord {
 		ID: p.ID, Provider: p.Provider, SlotsPerNode: p.SlotsPerNode, Fill: p.Fill, Prefill: p.Prefill,
 		TargetNodes: p.TargetNodes, Labels: p.Labels, JoinToken: p.JoinToken, CreatedAt: p.CreatedAt,
 		AllowRoot: p.AllowRoot, StartTask: p.StartTask, Apps: p.Apps,
+		Scaling: p.Scaling, Usage: p.Usage, NodeSeq: p.NodeSeq,
 	}
 }
 
 // NodeRecord is a node's durable form.
 type NodeRecord struct {
-	ID        string            `json:"id"`
-	PoolID    string            `json:"pool_id"`
-	Hostname  string            `json:"hostname"`
-	Slots     int               `json:"slots"`
-	Cores     int               `json:"cores"`
-	Memory    int64             `json:"memory"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	TokenHash string            `json:"token_hash"`
-	Drained   bool              `json:"drained,omitempty"`
-	JoinedAt  int64             `json:"joined_at"`
-	StartTask StartTaskPhase    `json:"start_task,omitempty"`
+	ID          string            `json:"id"`
+	PoolID      string            `json:"pool_id"`
+	Hostname    string            `json:"hostname"`
+	Slots       int               `json:"slots"`
+	Cores       int               `json:"cores"`
+	Memory      int64             `json:"memory"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	TokenHash   string            `json:"token_hash"`
+	Drained     bool              `json:"drained,omitempty"`
+	JoinedAt    int64             `json:"joined_at"`
+	StartTask   StartTaskPhase    `json:"start_task,omitempty"`
+	Spot        bool              `json:"spot,omitempty"`
+	Provisioned bool              `json:"provisioned,omitempty"`
+	RequestedAt int64             `json:"requested_at,omitempty"`
+	Preempted   bool              `json:"preempted,omitempty"`
+	Leaving     bool              `json:"leaving,omitempty"`
 }
 
 // Record returns the node's durable form.
@@ -57,7 +67,8 @@ func (n *Node) Record() NodeRecord {
 	return NodeRecord{
 		ID: n.ID, PoolID: n.Pool.ID, Hostname: n.Hostname, Slots: n.Slots, Cores: n.Cores, Memory: n.Memory,
 		Labels: n.Labels, TokenHash: n.TokenHash, Drained: n.Drained, JoinedAt: n.JoinedAt,
-		StartTask: n.StartTask,
+		StartTask: n.StartTask, Spot: n.Spot, Provisioned: n.Provisioned, RequestedAt: n.RequestedAt,
+		Preempted: n.Preempted, Leaving: n.Leaving,
 	}
 }
 
@@ -78,6 +89,13 @@ type JobRecord struct {
 	Seq               int64             `json:"seq"`
 	PrepTask          *StartTask        `json:"prep_task,omitempty"`
 	ReleaseTask       *StartTask        `json:"release_task,omitempty"`
+	BurstPoolIDs      []string          `json:"burst_pool_ids,omitempty"`
+	SlotSeconds       float64           `json:"slot_seconds,omitempty"`
+	NodeSeconds       float64           `json:"node_seconds,omitempty"`
+	Cost              float64           `json:"cost,omitempty"`
+	// BarredNodes are the (lower-cased) IDs of the nodes where the job's
+	// preparation task failed; the job's tasks never go there.
+	BarredNodes []string `json:"barred_nodes,omitempty"`
 }
 
 // Record returns the job's durable form.
@@ -86,8 +104,31 @@ func (j *Job) Record() JobRecord {
 		ID: j.ID, PoolID: j.Pool.ID, Priority: j.Priority, MaxRetries: j.MaxRetries, MaxWallClock: j.MaxWallClock,
 		TerminateWhenDone: j.TerminateWhenDone, Owner: j.Owner, Tags: j.Tags, Env: j.Env, State: j.State,
 		CreatedAt: j.CreatedAt, CompletedAt: j.CompletedAt, Seq: j.Seq,
-		PrepTask: j.PrepTask, ReleaseTask: j.ReleaseTask,
+		PrepTask: j.PrepTask, ReleaseTask: j.ReleaseTask, BurstPoolIDs: j.BurstPoolIDs(),
+		BarredNodes: slices.Sorted(maps.Keys(j.barred)),
+		SlotSeconds: j.SlotSeconds, NodeSeconds: j.NodeSeconds, Cost: j.Cost,
 	}
+}
+
+// barredSet is JobRecord.BarredNodes as Job.barred (nil when empty).
+func barredSet(keys []string) map[string]bool {
+	if len(keys) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// BurstPoolIDs are the IDs of the job's pools after its first.
+func (j *Job) BurstPoolIDs() []string {
+	var ids []string
+	for _, p := range j.Pools[1:] {
+		ids = append(ids, p.ID)
+	}
+	return ids
 }
 
 // GroupRecord is a group's durable form; its cursor is written separately
@@ -162,6 +203,7 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 			ID: r.ID, Provider: r.Provider, SlotsPerNode: r.SlotsPerNode, Fill: r.Fill, Prefill: r.Prefill,
 			TargetNodes: r.TargetNodes, Labels: r.Labels, JoinToken: r.JoinToken, CreatedAt: r.CreatedAt,
 			AllowRoot: r.AllowRoot, StartTask: r.StartTask, Apps: r.Apps, Nodes: map[string]*Node{}, dirty: true,
+			Scaling: r.Scaling, Usage: r.Usage, NodeSeq: r.NodeSeq,
 		}
 	}
 	for _, r := range s.Nodes {
@@ -172,7 +214,8 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 		n := &Node{
 			ID: r.ID, Pool: p, Hostname: r.Hostname, Slots: r.Slots, Cores: r.Cores, Memory: r.Memory,
 			Labels: r.Labels, TokenHash: r.TokenHash, Drained: r.Drained, JoinedAt: r.JoinedAt,
-			StartTask: r.StartTask, LastSeen: now.UnixNano(),
+			StartTask: r.StartTask, LastSeen: now.UnixNano(), Spot: r.Spot, Provisioned: r.Provisioned,
+			RequestedAt: r.RequestedAt, Preempted: r.Preempted, Leaving: r.Leaving,
 		}
 		c.nodes[key(n.ID)] = n
 		p.addNode(n)
@@ -184,11 +227,19 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 		if p == nil {
 			return nil, fmt.Errorf("job %q: no pool %q", r.ID, r.PoolID)
 		}
+		pools := []*Pool{p}
+		for _, id := range r.BurstPoolIDs {
+			bp := c.pools[key(id)]
+			if bp == nil {
+				return nil, fmt.Errorf("job %q: no burst pool %q", r.ID, id)
+			}
+			pools = append(pools, bp)
+		}
 		c.addJob(&Job{
-			ID: r.ID, Pool: p, Priority: r.Priority, MaxRetries: r.MaxRetries, MaxWallClock: r.MaxWallClock,
+			ID: r.ID, Pool: p, Pools: pools, Priority: r.Priority, SlotSeconds: r.SlotSeconds, NodeSeconds: r.NodeSeconds, Cost: r.Cost, MaxRetries: r.MaxRetries, MaxWallClock: r.MaxWallClock,
 			TerminateWhenDone: r.TerminateWhenDone, Owner: r.Owner, Tags: r.Tags, Env: r.Env, State: r.State,
 			CreatedAt: r.CreatedAt, CompletedAt: r.CompletedAt, Seq: r.Seq, Tasks: map[string]*Task{},
-			PrepTask: r.PrepTask, ReleaseTask: r.ReleaseTask,
+			PrepTask: r.PrepTask, ReleaseTask: r.ReleaseTask, barred: barredSet(r.BarredNodes),
 		})
 		c.jobSeq = max(c.jobSeq, r.Seq)
 	}

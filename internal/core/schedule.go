@@ -9,13 +9,24 @@ import (
 	"github.com/lotehq/lote/internal/sched"
 )
 
-// Schedule runs a placement pass over every pool that changed.
+// Schedule runs a placement pass over every pool that changed. A pass can
+// fill a pool that a bursting job lists before others, which makes those
+// later pools worth another pass; the rounds are bounded by the number of
+// pools, since a job's pools come in a fixed order.
 func (c *Core) Schedule(now time.Time) {
 	c.markQuotaHeld()
-	for _, p := range c.Pools() {
-		if p.dirty {
-			p.dirty = false
-			c.schedulePool(p, now.UnixNano())
+	pools := c.Pools()
+	for range len(pools) + 1 {
+		again := false
+		for _, p := range pools {
+			if p.dirty {
+				p.dirty = false
+				c.schedulePool(p, now.UnixNano())
+				again = true
+			}
+		}
+		if !again {
+			return
 		}
 	}
 }
@@ -50,7 +61,7 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 	jq := make([]*jobQueue, 0, len(p.jobs))
 	live := c.liveByOwner()
 	for _, j := range p.jobs {
-		q := &jobQueue{c: c, job: j, nodes: nodes, now: now, live: live}
+		q := &jobQueue{c: c, job: j, nodes: nodes, now: now, live: live, held: j.earlierPoolFree(p)}
 		queues = append(queues, q)
 		jq = append(jq, q)
 	}
@@ -65,11 +76,15 @@ func (c *Core) schedulePool(p *Pool, now int64) {
 	for i, q := range jq {
 		j := q.job
 		if !j.hasWaiting() {
-			j.inPool = false
+			j.inPool &^= 1 << slices.Index(j.Pools, p)
 			j.PendingReason = ""
 			continue
 		}
 		kept = append(kept, j)
+		if q.held {
+			continue // its earlier pool owns the reason
+		}
+		j.markLaterPoolsDirty(p)
 		req, ok := q.Next()
 		switch {
 		case !ok && q.overQuota:
@@ -105,7 +120,7 @@ func (j *Job) live() int {
 // assigned (not started) tasks, before revokeBelow scans every node.
 func (c *Core) prefilledBelow(p *Pool, prio int) bool {
 	for _, j := range c.jobList {
-		if j.Pool == p && j.Priority < prio && j.Counts[TaskAssigned] > 0 {
+		if slices.Contains(j.Pools, p) && j.Priority < prio && j.Counts[TaskAssigned] > 0 {
 			return true
 		}
 	}
@@ -127,8 +142,33 @@ func (c *Core) revokeBelow(p *Pool, prio int, req *Requirements) {
 		}
 	}
 }
+
+// earlierPoolFree reports whether a pool the job lists before p has a node
+// with a free slot (prefill aside): bursting waits for those to fill.
+func (j *Job) earlierPoolFree(p *Pool) bool {
+	for _, ep := range j.Pools {
+		if ep == p {
+			return false
+		}
+		for _, n := range ep.SortedNodes() {
+			if n.schedulable() && n.usedSlots < n.Slots {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// markLaterPoolsDirty gives the pools after p in the job's list a pass: p
+// could not place all the job's tasks.
+func (j *Job) markLaterPoolsDirty(p *Pool) {
+	for i := len(j.Pools) - 1; i >= 0 && j.Pools[i] != p; i-- {
+		j.Pools[i].dirty = true
+	}
+}
+
 func (n *Node) schedulable() bool {
-	return n.Connected && !n.Unreachable && !n.Drained && n.startTaskAllows()
+	return n.Connected && !n.Unreachable && !n.Drained && !n.Preempted && !n.Leaving && n.startTaskAllows()
 }
 
 // startTaskAllows says whether the pool's start task lets the node take
@@ -185,13 +225,16 @@ type jobQueue struct {
 	// when there is none); overQuota says Next stopped on it.
 	live      map[string]int
 	overQuota bool
+	// held: an earlier pool of the job has a free slot, so this pool gets
+	// none of its tasks now.
+	held bool
 }
 
 func (q *jobQueue) Priority() int { return q.job.Priority }
 func (q *jobQueue) Next() (sched.Request, bool) {
 	j := q.job
 	q.task, q.group, q.overQuota = nil, nil, false
-	if j.State != JobActive {
+	if j.State != JobActive || q.held {
 		return sched.Request{}, false
 	}
 	if q.live != nil && q.live[j.Owner] >= q.c.cfg.MaxRunningTasksPerUser {

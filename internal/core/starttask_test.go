@@ -107,6 +107,47 @@ func TestJobPrepFailureBarsNode(t *testing.T) {
 	checkInvariants(t, w.c)
 }
 
+// TestJobPrepBarSurvivesRestart: a node barred from a job stays barred
+// after the core is rebuilt from its records, without the agent having to
+// report its failed preparation task again.
+func TestJobPrepBarSurvivesRestart(t *testing.T) {
+	w := newWorld(t)
+	p := coretest.Pool(w.c, "p", 1)
+	n1 := coretest.Node(w.c, p, "N1", 1)
+	j := coretest.Job(w.c, p, "j", func(s *core.JobSpec) { s.PrepTask = &core.StartTask{Command: []string{"setup"}} })
+	coretest.Array(w.c, j, "0")
+	if sent := w.schedule(); len(sent) != 1 {
+		t.Fatalf("dispatched %v", sentIDs(sent))
+	}
+	tk := w.task(j, "0")
+	w.c.TaskFinished(n1, core.Finish{JobID: "j", TaskID: "0", Attempt: tk.Attempt, ExitCode: -1,
+		PrepFailed: true, StagingErr: "exit code 3"}, w.now)
+	var barred []string
+	for _, r := range w.fx.Snapshot().Jobs {
+		barred = r.BarredNodes
+	}
+	if len(barred) != 1 || barred[0] != "n1" {
+		t.Fatalf("saved barred nodes %q, want [n1]", barred)
+	}
+
+	w = restored(t, w)
+	reconnect(w)
+	if got := w.schedule(); len(got) != 0 {
+		t.Errorf("dispatched to the barred node after a restart: %v", sentIDs(got))
+	}
+	p = w.c.Pools()[0]
+	coretest.Node(w.c, p, "n2", 1)
+	if got := w.schedule(); len(got) != 1 || got[0].Node.ID != "n2" {
+		t.Errorf("after a second node joined: %v", sentIDs(got))
+	}
+	other := coretest.Job(w.c, p, "other")
+	coretest.Array(w.c, other, "0")
+	if got := w.schedule(); len(got) != 1 || got[0].Node.ID != "N1" {
+		t.Errorf("another job: %v, want it on the node barred only from j", sentIDs(got))
+	}
+	checkInvariants(t, w.c)
+}
+
 // TestJobRelease: when a job with a release task ends, every node that ran
 // one of its attempts is asked to run it, once, in node order; nodes that
 // ran none are not.

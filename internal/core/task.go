@@ -107,11 +107,18 @@ func (c *Core) TaskFinished(n *Node, f Finish, now time.Time) {
 		c.requeue(t, "the task's process was lost with the node's spawner", now)
 		return
 	}
+	if n.Preempted {
+		c.requeueFree(t, "node "+n.ID+" was preempted", now)
+		return
+	}
 	if f.PrepFailed {
 		if t.Job.barred == nil {
 			t.Job.barred = map[string]bool{}
 		}
-		t.Job.barred[key(n.ID)] = true
+		if k := key(n.ID); !t.Job.barred[k] {
+			t.Job.barred[k] = true
+			c.fx.SaveJob(t.Job)
+		}
 		a.Result, a.Category = ResultFailure, CategoryStaging
 		a.Message = "job preparation task failed on node " + n.ID + ": " + f.StagingErr
 		c.release(t)
@@ -194,6 +201,7 @@ func (c *Core) release(t *Task) {
 
 // toReady puts a task back in its job's queue for another attempt.
 func (c *Core) toReady(t *Task) {
+	c.account(t)
 	if t.Cur.Number != 0 {
 		t.History = append(t.History, t.Cur)
 	}
@@ -205,6 +213,7 @@ func (c *Core) toReady(t *Task) {
 	c.wake(t.Job)
 }
 func (c *Core) complete(t *Task, now time.Time) {
+	c.account(t)
 	c.setState(t, TaskCompleted)
 	t.Node = nil
 	t.Group.done++

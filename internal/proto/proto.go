@@ -83,6 +83,9 @@ type StartTask struct {
 	Shell      bool
 	Env        map[string]string
 	MaxRetries int
+	// Inputs are staged before each attempt; only {job} has a value, in a
+	// job's preparation and release tasks.
+	Inputs []Input
 }
 
 // StartTaskDone reports a start task's end after its retries.

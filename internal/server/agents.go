@@ -83,12 +83,14 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 			cancel()
 		}
 	}()
-	if err := s.serveAgent(ctx, cancel, conn, tok); err != nil && ctx.Err() == nil {
+	if err := s.serveAgent(ctx, cancel, conn, tok, agentCert(r)); err != nil && ctx.Err() == nil {
 		s.log.Info("agent stream ended", "err", err)
 	}
 }
 
-func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, tok string) error {
+// cert is the common name of the agent's verified client certificate ("" for
+// none); with AgentMTLS it is required and names the node.
+func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, tok, cert string) error {
 	defer conn.CloseNow()
 	helloCtx, helloCancel := context.WithTimeout(ctx, 10*time.Second)
 	var first proto.ToServer
@@ -108,6 +110,9 @@ func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn
 	}
 	if h.Version != proto.Version {
 		return fail(fmt.Sprintf("protocol version %d not supported (server speaks %d)", h.Version, proto.Version))
+	}
+	if s.cfg.AgentMTLS && cert == "" {
+		return fail(errNoAgentCert)
 	}
 	var newToken string
 	var node *core.Node
@@ -129,6 +134,10 @@ func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn
 				joinErr = errors.New("unknown node or bad node token")
 				return
 			}
+			if s.cfg.AgentMTLS && !certNames(cert, n.ID) {
+				joinErr = fmt.Errorf("the agent's client certificate is for node %q, not %q", cert, n.ID)
+				return
+			}
 			jn.NodeID, jn.Pool = n.ID, n.Pool
 		} else {
 			p := c.Pool(h.Pool)
@@ -139,6 +148,10 @@ func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn
 			jn.Pool, jn.Name = p, h.Name
 			if jn.Name == "" {
 				jn.Name = h.Hostname
+			}
+			if s.cfg.AgentMTLS && !strings.EqualFold(jn.Name, cert) {
+				joinErr = fmt.Errorf("the agent asks for node name %q but its client certificate is for %q", jn.Name, cert)
+				return
 			}
 		}
 		// Register before the join so that resends the join dispatches are
@@ -169,7 +182,7 @@ func (s *Server) serveAgent(ctx context.Context, cancel context.CancelFunc, conn
 	s.eng.mu.Lock()
 	w := &proto.Welcome{NodeID: node.ID, NodeToken: newToken, HeartbeatInterval: int64(s.eng.core.HeartbeatInterval()), AllowRoot: node.Pool.AllowRoot}
 	if st := node.Pool.StartTask; st != nil && node.StartTask == core.StartTaskRunning {
-		w.StartTask = &proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries}
+		w.StartTask = new(nodeTaskOut(st))
 	}
 	for _, k := range rec.Drop {
 		w.Drop = append(w.Drop, proto.Ref{Job: k.JobID, Task: k.TaskID, Attempt: k.Attempt})
@@ -300,15 +313,27 @@ func protoTemplate(k string, j *core.Job, t *core.Template) proto.Template {
 		pt.Apps = append(slices.Clone(j.Pool.Apps), t.Apps...)
 	}
 	if st := j.PrepTask; st != nil {
-		pt.JobPrep = &proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries}
+		pt.JobPrep = new(nodeTaskOut(st))
 	}
-	for _, in := range t.Inputs {
-		pt.Inputs = append(pt.Inputs, proto.Input{Source: in.Source, Path: in.Path, Mode: in.Mode})
-	}
+	pt.Inputs = inputsOut(t.Inputs)
 	for _, o := range t.Outputs {
 		pt.Outputs = append(pt.Outputs, proto.Output{Pattern: o.Pattern, Dest: o.Dest, When: uint8(o.When)})
 	}
 	return pt
+}
+
+// nodeTaskOut is a start, job preparation or job release task as the agent
+// gets it.
+func nodeTaskOut(st *core.StartTask) proto.StartTask {
+	return proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries, Inputs: inputsOut(st.Inputs)}
+}
+
+func inputsOut(in []core.InputFile) []proto.Input {
+	var out []proto.Input
+	for _, f := range in {
+		out = append(out, proto.Input{Source: f.Source, Path: f.Path, Mode: f.Mode})
+	}
+	return out
 }
 
 func (sess *session) flushStaged(uint64) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -40,7 +41,7 @@ const (
 	user                 // any valid token; jobs are filtered by owner
 	public               // no token (health checks)
 	agent                // the handler authenticates the agent itself
-	data                 // any valid token or a node's own token; bodies streamed without limit
+	data                 // any valid token or a node's own token; containers checked by owner; bodies streamed without limit
 )
 
 var routeTable = []route{
@@ -54,10 +55,14 @@ var routeTable = []route{
 	{"GET /v1/pools/{id}/nodes", user, (*Server).poolNodes},
 	{"POST /v1/pools/{id}/resize", admin, (*Server).resizePool},
 	{"POST /v1/pools/{id}/rotate-token", admin, (*Server).rotateToken},
+	{"POST /v1/pools/{id}/autoscale/enable", admin, (*Server).enableAutoscale},
+	{"POST /v1/pools/{id}/autoscale/disable", admin, (*Server).disableAutoscale},
+	{"POST /v1/pools/{id}/autoscale/eval", admin, (*Server).evalAutoscale},
 	{"GET /v1/nodes/{id}", admin, (*Server).showNode},
 	{"DELETE /v1/nodes/{id}", admin, (*Server).deleteNode},
 	{"POST /v1/nodes/{id}/drain", admin, (*Server).drain},
 	{"POST /v1/nodes/{id}/undrain", admin, (*Server).undrain},
+	{"POST /v1/nodes/{id}/preempt", admin, (*Server).preemptNode},
 	{"GET /v1/jobs", user, (*Server).listJobs},
 	{"POST /v1/jobs", user, (*Server).createJob},
 	{"POST /v1/jobs/terminate", user, (*Server).terminateByTag},
@@ -128,9 +133,16 @@ func (s *Server) serve(rt route) http.HandlerFunc {
 				return
 			}
 		}
-		if rt.access == data && !s.valid(r) && !s.nodeAuthorized(r) {
-			writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid bearer token", "")
-			return
+		if rt.access == data {
+			id, ok := s.who(r)
+			if !ok && s.nodeAuthorized(r) {
+				id, ok = identity{name: roleNode, role: roleNode}, true
+			}
+			if !ok {
+				writeErr(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid bearer token", "")
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 		}
 		if err := rt.handle(s, w, r); err != nil {
 			s.writeError(w, err)
@@ -170,6 +182,9 @@ func (s *Server) nodeAuthorized(r *http.Request) bool {
 	tok, ok := bearer(r)
 	id, _, cut := strings.Cut(tok, ".")
 	if !ok || !cut {
+		return false
+	}
+	if s.cfg.AgentMTLS && !certNames(agentCert(r), id) {
 		return false
 	}
 	var hash string
@@ -241,11 +256,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// decode reads a JSON body strictly: unknown fields and trailing data are
-// errors naming what is wrong. Errors that belong to no field (malformed
-// JSON, an empty body) name the field "body".
+// decode reads a JSON body strictly: unknown fields, members named twice
+// and trailing data are errors naming what is wrong. Errors that belong to
+// no field (malformed JSON, an empty body, nesting over encoding/json's
+// 10,000 levels) name the field "body".
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -273,6 +293,9 @@ func decode(r *http.Request, v any) error {
 	}
 	if dec.More() {
 		return invalid("body", "trailing data after the JSON document")
+	}
+	if path, key, dup := duplicateKey(body, reflect.TypeOf(v)); dup {
+		return invalid(path, "member %q appears twice in one object", key)
 	}
 	return nil
 }
@@ -324,8 +347,9 @@ func (s *Server) change(ctx context.Context, fn func(c *core.Core, now time.Time
 func (s *Server) listPools(w http.ResponseWriter, r *http.Request) error {
 	var out []api.Pool
 	s.read(func(c *core.Core) {
+		now := s.cfg.Now()
 		for _, p := range c.Pools() {
-			out = append(out, poolOut(p, false))
+			out = append(out, s.poolOut(p, false, now))
 		}
 	})
 	return writeJSON(w, http.StatusOK, map[string]any{"version": api.Version, "pools": orEmpty(out)})
@@ -351,7 +375,7 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return conflictAt(err, "id")
 		}
-		out = poolOut(p, true)
+		out = s.poolOut(p, true, now)
 		return nil
 	})
 	if err != nil {
@@ -365,7 +389,7 @@ func (s *Server) showPool(w http.ResponseWriter, r *http.Request) error {
 	var found bool
 	s.read(func(c *core.Core) {
 		if p := c.Pool(r.PathValue("id")); p != nil {
-			out, found = poolOut(p, r.URL.Query().Get("reveal_token") == "true"), true
+			out, found = s.poolOut(p, r.URL.Query().Get("reveal_token") == "true", s.cfg.Now()), true
 		}
 	})
 	if !found {
@@ -462,6 +486,9 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return s.changeOnce(w, r, in, http.StatusCreated, func(c *core.Core, now time.Time) (any, error) {
+		if err := s.eng.checkJobData(callerOf(r.Context()), spec, ""); err != nil {
+			return nil, err
+		}
 		j, err := c.CreateJob(spec, now)
 		if err != nil {
 			return nil, conflictAt(err, "id")
@@ -582,13 +609,13 @@ func (s *Server) addTasks(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		return addToJob(c, j, add, "", now)
+		return s.addToJob(c, callerOf(r.Context()), j, add, "", now)
 	})
 }
 
 // addToJob validates a task add against an existing job and applies it;
 // field prefixes the wire path of the request's TaskAdd.
-func addToJob(c *core.Core, j *core.Job, in api.TaskAdd, field string, now time.Time) (any, error) {
+func (s *Server) addToJob(c *core.Core, id identity, j *core.Job, in api.TaskAdd, field string, now time.Time) (any, error) {
 	add, err := taskAdd(in, j.MaxRetries)
 	if err != nil {
 		return nil, prefixField(field, err)
@@ -596,10 +623,17 @@ func addToJob(c *core.Core, j *core.Job, in api.TaskAdd, field string, now time.
 	if j.State != core.JobActive {
 		return nil, &httpError{http.StatusConflict, api.CodeConflict, fmt.Sprintf("job %q is %s", j.ID, j.State), ""}
 	}
+	claims, err := s.eng.checkTaskData(id, &add, field)
+	if err != nil {
+		return nil, err
+	}
 	nameTasks(j, &add)
 	g, err := c.AddTasks(j, add, now)
 	if err != nil {
 		return nil, prefixField(field, conflictAt(existingTask(j, &add, err), groupField("", add)))
+	}
+	for _, container := range claims {
+		s.eng.claimData(container, id.name, now)
 	}
 	return addResult(g), nil
 }
@@ -619,7 +653,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 			if j == nil || !visible(callerOf(r.Context()), j) {
 				return nil, notFound("no job %q", in.Job.ID)
 			}
-			return addToJob(c, j, tasks, "tasks.", now)
+			return s.addToJob(c, callerOf(r.Context()), j, tasks, "tasks.", now)
 		}
 		spec, err := jobSpec(in.Job, callerOf(r.Context()).name)
 		if err != nil {
@@ -628,17 +662,32 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 		if c.Pool(spec.PoolID) == nil {
 			return nil, invalid("job.pool_id", "no pool %q", spec.PoolID)
 		}
+		for i, id := range spec.BurstPoolIDs {
+			if c.Pool(id) == nil {
+				return nil, invalid(fmt.Sprintf("job.burst_pool_ids[%d]", i), "no pool %q", id)
+			}
+		}
 		if spec.ID != "" && c.Job(spec.ID) != nil {
 			return nil, &httpError{http.StatusConflict, api.CodeConflict, fmt.Sprintf("job %q already exists", spec.ID), "job.id"}
+		}
+		if err := s.eng.checkJobData(callerOf(r.Context()), spec, "job."); err != nil {
+			return nil, err
 		}
 		add, err := taskAdd(tasks, spec.MaxRetries)
 		if err != nil {
 			return nil, prefixField("tasks.", err)
 		}
+		claims, err := s.eng.checkTaskData(callerOf(r.Context()), &add, "tasks.")
+		if err != nil {
+			return nil, err
+		}
 		nameTasks(nil, &add)
 		_, g, err := c.CreateJobWithTasks(spec, add, now)
 		if err != nil {
 			return nil, prefixField("tasks.", conflictAt(err, groupField("", add)))
+		}
+		for _, container := range claims {
+			s.eng.claimData(container, spec.Owner, now)
 		}
 		return addResult(g), nil
 	})

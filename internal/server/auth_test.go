@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/lotehq/lote/api"
@@ -42,8 +43,9 @@ func userClient(t *testing.T, s *server.Server, admin *api.Client, name string) 
 	return cl
 }
 
-// TestUserIsolation: a user token sees and acts on its own jobs only; other
-// users' jobs answer 404 (not 403) on every job and task endpoint; admin
+// TestUserIsolation: a user token sees and acts on its own jobs and data
+// containers only; other users' jobs and containers answer 404 (not 403) on
+// every job, task and data endpoint and as a task's input or output; admin
 // calls answer 403; a revoked token answers 401.
 func TestUserIsolation(t *testing.T) {
 	ctx := context.Background()
@@ -59,6 +61,13 @@ func TestUserIsolation(t *testing.T) {
 	}
 	if j, err := alice.Job(ctx, res.JobID); err != nil || j.Owner != "alice" {
 		t.Fatalf("alice's job = %+v, %v; want owner alice", j, err)
+	}
+	if _, err := alice.PutData(ctx, "alice-in", "a.txt", strings.NewReader("a"), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	withData := func(in []api.InputFile, out []api.OutputFile) api.Submit {
+		return api.Submit{Job: api.JobCreate{ID: "B", PoolID: "p"},
+			Tasks: api.TaskAdd{Array: "1", Template: &api.TaskSpec{Command: []string{"true"}, Inputs: in, Outputs: out}}}
 	}
 
 	notFound := map[string]func() error{
@@ -78,6 +87,23 @@ func TestUserIsolation(t *testing.T) {
 		"priority":    func() error { p := 5; _, err := bob.UpdateJob(ctx, "A", api.JobUpdate{Priority: &p}); return err },
 		"terminate":   func() error { _, err := bob.TerminateJob(ctx, "A"); return err },
 		"delete":      func() error { return bob.DeleteJob(ctx, "A") },
+		"data get":    func() error { _, err := bob.GetData(ctx, "alice-in", "a.txt", false); return err },
+		"data head":   func() error { _, err := bob.GetData(ctx, "alice-in", "a.txt", true); return err },
+		"data ls":     func() error { _, err := bob.ListData(ctx, "alice-in", "", false, ""); return err },
+		"data put": func() error {
+			_, err := bob.PutData(ctx, "alice-in", "b.txt", strings.NewReader("b"), 1, "")
+			return err
+		},
+		"data rm":   func() error { return bob.DeleteData(ctx, "alice-in", "a.txt") },
+		"large log": func() error { _, err := bob.GetData(ctx, "_lote", "logs/A/1/1/stdout.txt", true); return err },
+		"input from": func() error {
+			_, err := bob.Submit(ctx, withData([]api.InputFile{{Source: "data://alice-in/a.txt", Path: "a.txt"}}, nil))
+			return err
+		},
+		"output to": func() error {
+			_, err := bob.Submit(ctx, withData(nil, []api.OutputFile{{Pattern: "x", Destination: "data://alice-in/x"}}))
+			return err
+		},
 	}
 	for name, call := range notFound {
 		if err := call(); !api.IsStatus(err, http.StatusNotFound) {
@@ -86,6 +112,12 @@ func TestUserIsolation(t *testing.T) {
 	}
 	if jobs, err := bob.Jobs(ctx, "", nil); err != nil || len(jobs) != 0 {
 		t.Errorf("bob lists %d jobs (%v); want none", len(jobs), err)
+	}
+	if l, err := bob.DataContainers(ctx); err != nil || len(l.Objects) != 0 {
+		t.Errorf("bob lists containers %+v (%v); want none", l.Objects, err)
+	}
+	if l, err := alice.ListData(ctx, "alice-in", "", false, ""); err != nil || len(l.Objects) != 1 {
+		t.Errorf("alice's container after bob's attempts: %+v (%v); want a.txt alone", l.Objects, err)
 	}
 	if jobs, err := bob.TerminateJobsByTag(ctx, map[string]string{"run": "x"}); err != nil || len(jobs) != 0 {
 		t.Errorf("bob's terminate by tag ended %d jobs (%v); want none", len(jobs), err)

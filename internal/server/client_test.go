@@ -80,6 +80,65 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Errorf("ResizePool = %+v, %v", got, err)
 	}
 
+	// Autoscaling: a static pool is not managed, so its formula only sets
+	// its target; evaluations use the pool's metrics.
+	auto, err := cl.CreatePool(ctx, api.PoolCreate{ID: "auto", Provider: "static", Scaling: api.Scaling{
+		Autoscale: &api.Autoscale{Formula: "min(3, pending_tasks)", Interval: api.Duration(time.Second)},
+		MaxNodes:  5, Price: 0.5}})
+	must(err)
+	if a := auto.Autoscale; a == nil || !a.Enabled || a.Formula != "min(3, pending_tasks)" || time.Duration(a.Interval) != time.Second ||
+		auto.MaxNodes != 5 || auto.Price != 0.5 || auto.Deallocation != "requeue" {
+		t.Errorf("CreatePool(auto) = %+v, autoscale %+v", auto, a)
+	}
+	_, err = cl.Submit(ctx, api.Submit{Job: api.JobCreate{ID: "JA", PoolID: "auto"},
+		Tasks: api.TaskAdd{Array: "1-2", Template: &api.TaskSpec{Command: []string{"true"}}}})
+	must(err)
+	use("EvalAutoscale")
+	run, err := cl.EvalAutoscale(ctx, "auto", api.AutoscaleChange{})
+	must(err)
+	if run.Error != "" || !run.DryRun || run.TargetNodes != 2 || run.Vars["pending_tasks"] != 2 || run.Vars["active_tasks"] != 2 ||
+		run.Vars["current_nodes"] != 0 {
+		t.Errorf("EvalAutoscale(auto) = %+v, want target 2 from 2 pending tasks", run)
+	}
+	if run, err := cl.EvalAutoscale(ctx, "auto", api.AutoscaleChange{Formula: "pending_tasks * 10"}); err != nil || run.TargetNodes != 5 {
+		t.Errorf("EvalAutoscale(pending_tasks * 10) = %+v, %v; want 5, max_nodes", run, err)
+	}
+	// A formula that does not compile is an answer, not a failed call.
+	if run, err := cl.EvalAutoscale(ctx, "auto", api.AutoscaleChange{Formula: "pending_tasks +"}); err != nil || run.Error == "" {
+		t.Errorf("EvalAutoscale(broken) = %+v, %v; want its error in the run", run, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := cl.Pool(ctx, "auto", false)
+		must(err)
+		if got.TargetNodes == 2 && len(got.AutoscaleRuns) > 0 {
+			if last := got.AutoscaleRuns[len(got.AutoscaleRuns)-1]; last.DryRun || last.TargetNodes != 2 {
+				t.Errorf("pool auto's last run = %+v", last)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pool auto: target %d after 10s (runs %+v), want 2 set by its formula", got.TargetNodes, got.AutoscaleRuns)
+		}
+	}
+	if _, err := cl.ResizePool(ctx, "auto", api.PoolResize{TargetNodes: 1}); !api.IsStatus(err, http.StatusConflict) {
+		t.Errorf("ResizePool(auto) while it autoscales: %v, want 409", err)
+	}
+	use("DisableAutoscale")
+	if got, err := cl.DisableAutoscale(ctx, "auto"); err != nil || got.Autoscale == nil || got.Autoscale.Enabled ||
+		got.Autoscale.Formula != "min(3, pending_tasks)" {
+		t.Errorf("DisableAutoscale = %+v, %v", got.Autoscale, err)
+	}
+	if got, err := cl.ResizePool(ctx, "auto", api.PoolResize{TargetNodes: 1, TargetSpotNodes: 1}); err != nil ||
+		got.TargetNodes != 1 || got.TargetSpotNodes != 1 {
+		t.Errorf("ResizePool(auto) with autoscale off = %+v, %v", got, err)
+	}
+	use("EnableAutoscale")
+	if got, err := cl.EnableAutoscale(ctx, "auto", api.AutoscaleChange{Interval: api.Duration(time.Hour)}); err != nil ||
+		got.Autoscale == nil || !got.Autoscale.Enabled || got.Autoscale.Formula != "min(3, pending_tasks)" ||
+		time.Duration(got.Autoscale.Interval) != time.Hour {
+		t.Errorf("EnableAutoscale(interval 1h) = %+v, %v; want the formula kept", got.Autoscale, err)
+	}
+
 	// Nodes: an in-process agent joins with the rotated token.
 	nodeID := env.Agent("p1", testenv.AgentConfig{Name: "n1", Slots: 2, Labels: map[string]string{"zone": "a"}})
 	use("PoolNodes")
@@ -322,11 +381,20 @@ func TestClientRoundTrip(t *testing.T) {
 
 	// Deletes.
 	use("DeleteJob")
-	for _, id := range []string{"J1", "J2", "J3"} {
+	_, err = cl.TerminateJob(ctx, "JA")
+	must(err)
+	for _, id := range []string{"J1", "J2", "J3", "JA"} {
 		must(cl.DeleteJob(ctx, id))
 		if _, err := cl.Job(ctx, id); !api.IsStatus(err, http.StatusNotFound) {
 			t.Errorf("Job(%s) after delete: %v, want 404", id, err)
 		}
+	}
+	use("PreemptNode")
+	if n, err := cl.PreemptNode(ctx, "n1"); err != nil || n.State != "preempted" {
+		t.Errorf("PreemptNode(n1) = %+v, %v; want preempted", n, err)
+	}
+	if got, err := cl.Pool(ctx, "p1", false); err != nil || got.CurrentNodes != 0 || got.NodeCounts["preempted"] != 1 {
+		t.Errorf("Pool(p1) after preempt: current %d, counts %v, %v", got.CurrentNodes, got.NodeCounts, err)
 	}
 	use("DeleteNode")
 	waitIdle(t, cl, "n1")
@@ -336,6 +404,7 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 	use("DeletePool")
 	must(cl.DeletePool(ctx, "p1"))
+	must(cl.DeletePool(ctx, "auto"))
 	var se *api.StatusError
 	if _, err := cl.Pool(ctx, "p1", false); !errors.As(err, &se) || se.Status != 404 || se.Body.Code != api.CodeNotFound {
 		t.Errorf("Pool(p1) after delete: %v, want 404 not_found", err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,12 +38,21 @@ const (
 	maxIDPrefix      = 32
 )
 
+// maxTaskRetries bounds a finite max_retries (-1 is unlimited), so no count
+// can come near an integer's range.
+const maxTaskRetries = 1_000_000
+
+// maxEnvBytes bounds one environment's NAME=VALUE strings: Linux's execve
+// refuses arguments and environment over 2 MiB together (E2BIG), and a
+// task's environment is its job's and its own merged.
+const maxEnvBytes = 1 << 20
+
 func lower(s string) string { return strings.ToLower(s) }
 
 func jobSpec(in api.JobCreate, owner string) (core.JobSpec, error) {
 	s := core.JobSpec{
-		ID: in.ID, PoolID: in.PoolID, Priority: in.Priority, MaxWallClock: time.Duration(in.MaxWallClock),
-		Owner: owner, Tags: in.Tags, Env: in.Env,
+		ID: in.ID, PoolID: in.PoolID, BurstPoolIDs: in.BurstPoolIDs, Priority: in.Priority,
+		MaxWallClock: time.Duration(in.MaxWallClock), Owner: owner, Tags: in.Tags, Env: in.Env,
 	}
 	if in.ID != "" && !core.ValidID(in.ID) {
 		return s, badID("id")
@@ -52,12 +63,24 @@ func jobSpec(in api.JobCreate, owner string) (core.JobSpec, error) {
 	if !core.ValidID(in.PoolID) {
 		return s, badID("pool_id")
 	}
+	if len(in.BurstPoolIDs) >= core.MaxPoolsPerJob {
+		return s, invalid("burst_pool_ids", "at most %d pools per job, pool_id included", core.MaxPoolsPerJob)
+	}
+	for i, id := range in.BurstPoolIDs {
+		field := fmt.Sprintf("burst_pool_ids[%d]", i)
+		if !core.ValidID(id) {
+			return s, badID(field)
+		}
+		if lowerEq(id, in.PoolID) || slices.ContainsFunc(in.BurstPoolIDs[:i], func(o string) bool { return lowerEq(o, id) }) {
+			return s, invalid(field, "pool %q is listed twice", id)
+		}
+	}
 	if in.Priority < -core.MaxPriority || in.Priority > core.MaxPriority {
 		return s, invalid("priority", "must be between -%d and %d", core.MaxPriority, core.MaxPriority)
 	}
 	if in.MaxRetries != nil {
-		if *in.MaxRetries < -1 {
-			return s, invalid("max_retries", "must be -1 (unlimited) or more")
+		if *in.MaxRetries < -1 || *in.MaxRetries > maxTaskRetries {
+			return s, invalid("max_retries", "must be -1 (unlimited) or 0 to %d", maxTaskRetries)
 		}
 		s.MaxRetries = *in.MaxRetries
 	}
@@ -75,10 +98,10 @@ func jobSpec(in api.JobCreate, owner string) (core.JobSpec, error) {
 		return s, err
 	}
 	var err error
-	if s.PrepTask, err = startTask(in.PrepTask, "prep_task"); err != nil {
+	if s.PrepTask, err = startTask(in.PrepTask, "prep_task", placeholder.Job); err != nil {
 		return s, err
 	}
-	if s.ReleaseTask, err = startTask(in.ReleaseTask, "release_task"); err != nil {
+	if s.ReleaseTask, err = startTask(in.ReleaseTask, "release_task", placeholder.Job); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -138,10 +161,17 @@ func clip(s string) string {
 }
 
 // checkEnv validates an environment: names without '=', NUL, blanks or
-// control characters; values without NUL.
+// control characters; values without NUL; bounded in count and size.
 func checkEnv(field string, env map[string]string) error {
 	if len(env) > maxEnvVars {
 		return invalid(field, "at most %d variables", maxEnvVars)
+	}
+	total := 0
+	for k, v := range env {
+		total += len(k) + len(v) + 2 // NAME=VALUE\0
+	}
+	if total > maxEnvBytes {
+		return invalid(field, "%d bytes of NAME=VALUE strings; at most %d", total, maxEnvBytes)
 	}
 	for k, v := range env {
 		if k == "" || len(k) > maxEnvName || strings.ContainsAny(k, "= \t") || hasControl(k) {
@@ -168,9 +198,13 @@ func poolSpec(in api.PoolCreate) (core.PoolSpec, error) {
 		return s, invalid("fill_policy", "must be spread or pack")
 	}
 	switch in.Provider {
-	case "", "static", "local":
+	case "", "static", "local", "exec":
 	default:
-		return s, invalid("provider", "must be static or local")
+		return s, invalid("provider", "must be static, local or exec")
+	}
+	scaling, err := scalingSpec(in.Scaling, orDefault(in.Provider, "static"))
+	if err != nil {
+		return s, err
 	}
 	if in.SlotsPerNode < 0 || in.SlotsPerNode > maxSlots {
 		return s, invalid("slots_per_node", "must be between 0 (the node's CPUs) and %d", maxSlots)
@@ -207,8 +241,50 @@ func poolSpec(in api.PoolCreate) (core.PoolSpec, error) {
 	return core.PoolSpec{
 		ID: in.ID, Provider: orDefault(in.Provider, "static"), SlotsPerNode: in.SlotsPerNode, Fill: fill,
 		Prefill: prefill, TargetNodes: in.TargetNodes, Labels: in.Labels, AllowRoot: in.AllowRoot,
-		StartTask: st, Apps: apps,
+		StartTask: st, Apps: apps, Scaling: scaling,
 	}, nil
+}
+
+// maxFormula bounds an autoscale formula's length.
+const maxFormula = 4096
+
+// scalingSpec reads a pool's autoscale, bounds, provider command and prices.
+// The server creates and deletes the nodes of local and exec pools it
+// creates; a static pool's formula only sets its target.
+func scalingSpec(in api.Scaling, provider string) (core.Scaling, error) {
+	s := core.Scaling{
+		Managed: provider != "static", MinNodes: in.MinNodes, MaxNodes: in.MaxNodes, TargetSpotNodes: in.TargetSpotNodes,
+		JoinTimeout: time.Duration(in.JoinTimeout), Price: in.Price, SpotPrice: in.SpotPrice,
+	}
+	d, ok := core.ParseDeallocation(in.Deallocation)
+	if !ok {
+		return s, invalid("deallocation", "must be requeue, terminate or task_completion")
+	}
+	s.Deallocation = d
+	if a := in.Autoscale; a != nil {
+		if len(a.Formula) > maxFormula {
+			return s, invalid("autoscale.formula", "longer than %d bytes", maxFormula)
+		}
+		if strings.TrimSpace(a.Formula) == "" {
+			return s, invalid("autoscale.formula", "required")
+		}
+		s.Autoscale = &core.Autoscale{Formula: a.Formula, Interval: time.Duration(a.Interval), Enabled: true}
+	}
+	switch {
+	case provider == "exec" && (in.Exec == nil || in.Exec.Command == ""):
+		return s, invalid("exec.command", "required for provider exec")
+	case provider != "exec" && in.Exec != nil:
+		return s, invalid("exec", "only for provider exec")
+	case in.Exec != nil:
+		if hasControl(in.Exec.Command) || !filepath.IsAbs(in.Exec.Command) {
+			return s, invalid("exec.command", "must be an absolute path")
+		}
+		if in.Exec.Timeout < 0 {
+			return s, invalid("exec.timeout", "must not be negative")
+		}
+		s.Exec = &core.ExecProvider{Command: in.Exec.Command, Args: in.Exec.Args, Timeout: time.Duration(in.Exec.Timeout)}
+	}
+	return s, nil
 }
 
 // maxStartTaskRetries bounds a start task's retries: each one delays the
@@ -217,8 +293,9 @@ const maxStartTaskRetries = 100
 
 // startTask validates a pool's start task or a job's preparation or
 // release task (field names which); wait_for_success defaults to true, as
-// in Azure Batch.
-func startTask(in *api.StartTask, field string) (*core.StartTask, error) {
+// in Azure Batch. Its inputs may use only the placeholders in vars: there
+// is no task, index or attempt to expand the others for.
+func startTask(in *api.StartTask, field string, vars ...string) (*core.StartTask, error) {
 	if in == nil {
 		return nil, nil
 	}
@@ -239,8 +316,23 @@ func startTask(in *api.StartTask, field string) (*core.StartTask, error) {
 	if in.MaxRetries < 0 || in.MaxRetries > maxStartTaskRetries {
 		return nil, invalid(field+".max_retries", "must be between 0 and %d", maxStartTaskRetries)
 	}
+	inputs, err := inputFiles(in.Inputs, field+".")
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range in.Inputs {
+		for _, v := range [...]struct{ name, s string }{{"source", f.Source}, {"path", f.Path}} {
+			used, _ := placeholder.Uses(v.s)
+			for _, u := range used {
+				if !slices.Contains(vars, u) {
+					return nil, invalid(fmt.Sprintf("%s.inputs[%d].%s", field, i, v.name),
+						"{%s} has no value here (a start task has no placeholders; a job's preparation and release tasks have {job})", u)
+				}
+			}
+		}
+	}
 	wait := in.WaitForSuccess == nil || *in.WaitForSuccess
-	return &core.StartTask{Command: in.Command, Shell: in.Shell, Env: in.Env, MaxRetries: in.MaxRetries, WaitForSuccess: wait}, nil
+	return &core.StartTask{Command: in.Command, Shell: in.Shell, Env: in.Env, MaxRetries: in.MaxRetries, WaitForSuccess: wait, Inputs: inputs}, nil
 }
 
 // template validates one task spec; field prefixes the wire path.
@@ -300,8 +392,8 @@ func template(in *api.TaskSpec, jobRetries int, field string) (core.Template, er
 		t.Apps = append(t.Apps, r.String())
 	}
 	if in.MaxRetries != nil {
-		if *in.MaxRetries < -1 {
-			return t, invalid(field+"max_retries", "must be -1 (unlimited) or more")
+		if *in.MaxRetries < -1 || *in.MaxRetries > maxTaskRetries {
+			return t, invalid(field+"max_retries", "must be -1 (unlimited) or 0 to %d", maxTaskRetries)
 		}
 		t.MaxRetries = *in.MaxRetries
 	}
@@ -510,20 +602,28 @@ func tsPtr(ns int64) *time.Time {
 	return &t
 }
 
-func poolOut(p *core.Pool, withToken bool) api.Pool {
+func poolOut(p *core.Pool, withToken bool, now time.Time) api.Pool {
 	out := api.Pool{
 		ID: p.ID, Provider: p.Provider, SlotsPerNode: p.SlotsPerNode, FillPolicy: p.Fill.String(),
 		Prefill: p.Prefill, TargetNodes: p.TargetNodes, Labels: p.Labels, CreatedAt: ts(p.CreatedAt),
-		AllowRoot: p.AllowRoot, NodeCounts: map[string]int{},
+		AllowRoot: p.AllowRoot, NodeCounts: map[string]int{}, Scaling: scalingOut(p.Scaling),
 	}
+	u := p.UsageAt(now)
+	out.Usage = api.Usage{NodeSeconds: u.NodeSeconds, SpotNodeSeconds: u.SpotNodeSeconds, Cost: u.Cost}
 	out.Apps = p.Apps
 	if st := p.StartTask; st != nil {
 		wait := st.WaitForSuccess
-		out.StartTask = &api.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries, WaitForSuccess: &wait}
+		out.StartTask = &api.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries, WaitForSuccess: &wait,
+			Inputs: inputFilesOut(st.Inputs)}
 	}
 	for _, n := range p.Nodes {
-		out.NodeCounts[n.State().String()]++
-		if n.State() != core.NodeUnreachable {
+		st := n.State()
+		out.NodeCounts[st.String()]++
+		switch {
+		case st == core.NodeUnreachable || st == core.NodePreempted:
+		case n.Spot:
+			out.CurrentSpotNodes++
+		default:
 			out.CurrentNodes++
 		}
 	}
@@ -533,10 +633,24 @@ func poolOut(p *core.Pool, withToken bool) api.Pool {
 	return out
 }
 
+func scalingOut(s core.Scaling) api.Scaling {
+	out := api.Scaling{
+		MinNodes: s.MinNodes, MaxNodes: s.MaxNodes, TargetSpotNodes: s.TargetSpotNodes,
+		Deallocation: string(s.Deallocation), JoinTimeout: api.Duration(s.JoinTimeout), Price: s.Price, SpotPrice: s.SpotPrice,
+	}
+	if a := s.Autoscale; a != nil {
+		out.Autoscale = &api.Autoscale{Formula: a.Formula, Interval: api.Duration(a.Interval), Enabled: a.Enabled}
+	}
+	if e := s.Exec; e != nil {
+		out.Exec = &api.ExecProvider{Command: e.Command, Args: e.Args, Timeout: api.Duration(e.Timeout)}
+	}
+	return out
+}
+
 func nodeOut(n *core.Node) api.Node {
 	return api.Node{
 		ID: n.ID, PoolID: n.Pool.ID, State: n.State().String(), Hostname: n.Hostname, Slots: n.Slots,
-		Cores: n.Cores, MemoryBytes: n.Memory, Labels: n.Labels, Drained: n.Drained, Connected: n.Connected,
+		Cores: n.Cores, MemoryBytes: n.Memory, Labels: n.Labels, Drained: n.Drained, Connected: n.Connected, Spot: n.Spot,
 		RunningTasks: n.Running(), AssignedTasks: len(n.Tasks()) - n.Running(),
 		JoinedAt: ts(n.JoinedAt), LastSeenAt: ts(n.LastSeen),
 	}
@@ -551,7 +665,8 @@ func jobOut(j *core.Job) api.Job {
 		ID: j.ID, PoolID: j.Pool.ID, State: j.State.String(), Priority: j.Priority, MaxRetries: j.MaxRetries,
 		MaxWallClock: api.Duration(j.MaxWallClock), OnAllTasksComplete: onDone, Owner: j.Owner, Tags: j.Tags,
 		Env: j.Env, TaskGroups: len(j.Groups), PendingReason: j.PendingReason, CreatedAt: ts(j.CreatedAt),
-		CompletedAt: tsPtr(j.CompletedAt),
+		CompletedAt: tsPtr(j.CompletedAt), BurstPoolIDs: j.BurstPoolIDs(),
+		SlotSeconds: j.SlotSeconds, NodeSeconds: j.NodeSeconds, Cost: j.Cost,
 		TaskCounts: api.TaskCounts{
 			Active: j.Counts[core.TaskActive], Assigned: j.Counts[core.TaskAssigned],
 			Preparing: j.Counts[core.TaskPreparing], Running: j.Counts[core.TaskRunning],
@@ -678,6 +793,19 @@ func inputFiles(in []api.InputFile, field string) ([]core.InputFile, error) {
 		out = append(out, core.InputFile{Source: f.Source, Path: f.Path, Mode: mode})
 	}
 	return out, nil
+}
+
+// inputFilesOut is inputFiles' inverse, for answers.
+func inputFilesOut(in []core.InputFile) []api.InputFile {
+	var out []api.InputFile
+	for _, f := range in {
+		o := api.InputFile{Source: f.Source, Path: f.Path}
+		if f.Mode != 0 {
+			o.Mode = fmt.Sprintf("%04o", f.Mode)
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // outputFiles validates output files: patterns confined to the working

@@ -49,7 +49,7 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := api.DataList{Version: api.Version, Objects: []api.DataObject{}}
-	for _, c := range cs {
+	for _, c := range s.visibleContainers(callerOf(r.Context()), cs) {
 		out.Objects = append(out.Objects, api.DataObject{Container: c, Dir: true})
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -66,6 +66,9 @@ func (s *Server) listData(w http.ResponseWriter, r *http.Request) error {
 		return invalid("prefix", "must be a relative path without '..'")
 	}
 	ref.Path = prefix
+	if err := s.useData(r.Context(), ref, dataRead); err != nil {
+		return err
+	}
 	delim := false
 	switch q.Get("delimiter") {
 	case "":
@@ -99,6 +102,9 @@ func (s *Server) getData(w http.ResponseWriter, r *http.Request) error {
 	}
 	ref, err := dataRef(r, true)
 	if err != nil {
+		return err
+	}
+	if err := s.useData(r.Context(), ref, dataRead); err != nil {
 		return err
 	}
 	a, err := s.blob.Attributes(r.Context(), ref)
@@ -142,6 +148,13 @@ func (s *Server) putData(w http.ResponseWriter, r *http.Request) error {
 	if sum != "" && len(sum) != 64 {
 		return invalid(api.HeaderSHA256, "must be 64 hex digits")
 	}
+	if id := callerOf(r.Context()); ref.Container == blob.SystemContainer && id.role == RoleUser &&
+		strings.HasPrefix(ref.Path, "uploads/") && !strings.HasPrefix(ref.Path, "uploads/"+sum+"/") {
+		return invalid(api.HeaderSHA256, "an upload to data://%s/uploads/SHA256/NAME must declare that SHA-256", blob.SystemContainer)
+	}
+	if err := s.useData(r.Context(), ref, dataWrite); err != nil {
+		return err
+	}
 	n, got, err := s.blob.Put(r.Context(), ref, r.Body, sum)
 	if err != nil {
 		return dataErr(err)
@@ -155,6 +168,9 @@ func (s *Server) putData(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) deleteData(w http.ResponseWriter, r *http.Request) error {
 	ref, err := dataRef(r, true)
 	if err != nil {
+		return err
+	}
+	if err := s.useData(r.Context(), ref, dataRemove); err != nil {
 		return err
 	}
 	if err := s.blob.Delete(r.Context(), ref); err != nil {

@@ -44,7 +44,9 @@ type engine struct {
 
 	sessions sync.Map                    // node key → *session
 	idem     map[string]store.Idempotent // guarded by mu
-	stats    commitStats
+	// dataOwners maps a data container to its owner, guarded by mu.
+	dataOwners map[string]dataOwner
+	stats      commitStats
 
 	events    *hub
 	obs       observer
@@ -82,6 +84,7 @@ type batch struct {
 	deleted struct{ jobs, pools, nodes []string }
 	idem    []store.Idempotent
 	tokens  []store.Token
+	owners  []store.DataOwner
 
 	out    map[*core.Node]*outFrame
 	acks   map[*session]uint64
@@ -135,7 +138,7 @@ func (e *engine) Kill(n *core.Node, job, task string, attempt int) {
 func (e *engine) ReleaseJob(n *core.Node, j *core.Job) {
 	st := j.ReleaseTask
 	f := e.frame(n)
-	f.release = append(f.release, proto.JobRelease{Job: j.ID, Task: proto.StartTask{Command: st.Command, Shell: st.Shell, Env: st.Env, MaxRetries: st.MaxRetries}})
+	f.release = append(f.release, proto.JobRelease{Job: j.ID, Task: nodeTaskOut(st)})
 }
 
 func (e *engine) DeleteJob(j *core.Job) { e.open.deleted.jobs = append(e.open.deleted.jobs, j.ID) }
@@ -146,7 +149,8 @@ func (e *engine) DeletePool(p *core.Pool) {
 func (e *engine) DeleteNode(n *core.Node) {
 	delete(e.nodeState, n)
 	delete(e.open.nodes, n)
-	delete(e.open.out, n)
+	// Its pending frames still go out: a node removed by a scale-down must
+	// hear the kills of its tasks before its stream is closed.
 	e.open.deleted.nodes = append(e.open.deleted.nodes, n.ID)
 }
 
@@ -384,6 +388,7 @@ func (e *engine) seal(b *batch) {
 	s.DeletedJobs, s.DeletedPools, s.DeletedNodes = b.deleted.jobs, b.deleted.pools, b.deleted.nodes
 	s.Idempotency = b.idem
 	s.Tokens = b.tokens
+	s.DataOwners = b.owners
 	for n, f := range b.out {
 		sess := e.session(n.ID)
 		if sess == nil {

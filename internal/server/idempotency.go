@@ -36,6 +36,7 @@ func (s *Server) changeOnce(w http.ResponseWriter, r *http.Request, in any, stat
 		if err != nil {
 			return err
 		}
+		s.crashPoint(r)
 		return writeJSON(w, status, out)
 	}
 	if len(key) > maxIdempotencyKey {
@@ -47,7 +48,8 @@ func (s *Server) changeOnce(w http.ResponseWriter, r *http.Request, in any, stat
 	}
 	sum := sha256.Sum256(append([]byte(r.Method+" "+r.URL.Path+"\n"), b...))
 	fp := hex.EncodeToString(sum[:])
-	key = "admin/" + key
+	// Keys are per caller: another user's same key is another request.
+	key = callerOf(r.Context()).name + "/" + key
 	var prev *store.Idempotent
 	var fnErr error
 	var rec store.Idempotent
@@ -82,6 +84,8 @@ func (s *Server) changeOnce(w http.ResponseWriter, r *http.Request, in any, stat
 		}
 		rec = *prev
 		w.Header().Set("Idempotent-Replayed", "true")
+	} else {
+		s.crashPoint(r)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(rec.Status)

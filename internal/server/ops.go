@@ -188,9 +188,9 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	switch in.Deallocation {
-	case "", "requeue", "terminate", "task_completion":
-	default:
+	// Empty keeps the pool's option.
+	dealloc := core.Deallocation(in.Deallocation)
+	if _, ok := core.ParseDeallocation(in.Deallocation); !ok {
 		return invalid("deallocation", "must be requeue, terminate or task_completion")
 	}
 	var out api.Pool
@@ -199,10 +199,10 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) error {
 		if p == nil {
 			return notFound("no pool %q", r.PathValue("id"))
 		}
-		if err := c.SetPoolTarget(p, in.TargetNodes); err != nil {
+		if err := c.SetPoolTarget(p, in.TargetNodes, in.TargetSpotNodes, dealloc); err != nil {
 			return err
 		}
-		out = poolOut(p, false)
+		out = s.poolOut(p, false, now)
 		return nil
 	})
 	if err != nil {
@@ -219,7 +219,7 @@ func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) error {
 			return notFound("no pool %q", r.PathValue("id"))
 		}
 		c.RotateJoinToken(p, "join_"+newSecret())
-		out = poolOut(p, true)
+		out = s.poolOut(p, true, now)
 		return nil
 	})
 	if err != nil {
@@ -230,18 +230,19 @@ func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) deletePool(w http.ResponseWriter, r *http.Request) error {
 	var removed []*core.Node
+	var pool *core.Pool
 	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
-		p := c.Pool(r.PathValue("id"))
-		if p == nil {
+		if pool = c.Pool(r.PathValue("id")); pool == nil {
 			return notFound("no pool %q", r.PathValue("id"))
 		}
 		var err error
-		removed, err = c.DeletePool(p)
+		removed, err = c.DeletePool(pool)
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	s.scaler.deleteMachines(r.Context(), pool, removed)
 	s.dropSessions(removed)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -51,10 +51,21 @@ type Config struct {
 	// quotas of core.Config; 0 means none.
 	MaxQueuedTasksPerUser  int
 	MaxRunningTasksPerUser int
-	CertFile               string // TLS certificate; generated in Dir when listening off loopback
-	KeyFile                string
-	Logger                 *slog.Logger
-	Now                    func() time.Time
+	// Exe is the lote binary that pools with provider local start agents
+	// with; default this process's executable.
+	Exe string
+	// AdvertiseURL is the address providers hand to the machines they
+	// create; default the server's own URL.
+	AdvertiseURL string
+	CertFile     string // TLS certificate; generated in Dir when listening off loopback
+	KeyFile      string
+	// AgentMTLS requires agents to present a client certificate issued by
+	// AgentCAFile (default: the generated CA in Dir/tls) on their stream and
+	// with their node credential; needs TLS.
+	AgentMTLS   bool
+	AgentCAFile string
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // DefaultMaxCompletedTasks bounds the memory completed jobs hold (about
@@ -82,8 +93,11 @@ type Server struct {
 	caFile   string
 	adminTok string
 	tokens   *tokens
+	scaler   *scaler
 	stopping chan struct{}
 	cancel   context.CancelFunc
+	// crashAfterCommit is CrashAfterCommitEnv's request path, for fault tests.
+	crashAfterCommit string
 	wg       sync.WaitGroup
 }
 
@@ -123,7 +137,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server: --blob: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, st: st, blob: bs, stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, st: st, blob: bs, stopping: make(chan struct{}), crashAfterCommit: os.Getenv(CrashAfterCommitEnv)}
+	s.scaler = newScaler(s)
 	if err := s.load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -159,6 +174,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	// After client.json: agents of local pools find the server through it.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.scaler.run(runCtx)
+	}()
 	s.log.Info("lote server listening", "url", s.url, "dir", cfg.Dir)
 	return s, nil
 }
@@ -212,6 +233,13 @@ func (s *Server) load(ctx context.Context) error {
 		return fmt.Errorf("server: loading tokens: %w", err)
 	}
 	s.tokens = newTokens(toks, s.cfg.RateLimit)
+	owners, err := s.st.DataOwners(ctx)
+	if err != nil {
+		return fmt.Errorf("server: loading data owners: %w", err)
+	}
+	if err := s.adoptContainers(ctx, owners); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	s.eng.idem = make(map[string]store.Idempotent, len(idem))
 	for _, i := range idem {
 		s.eng.idem[i.Key] = i
@@ -230,6 +258,10 @@ func (s *Server) listen() error {
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	useTLS := s.cfg.CertFile != "" || !isLoopback(host)
+	if !useTLS && s.cfg.AgentMTLS {
+		ln.Close()
+		return errors.New("server: --agent-mtls needs TLS: listen off loopback or give --cert-file")
+	}
 	if !useTLS {
 		s.ln = ln
 		s.url = "http://" + addr.String()
@@ -249,7 +281,24 @@ func (s *Server) listen() error {
 		ln.Close()
 		return fmt.Errorf("server: loading TLS certificate: %w", err)
 	}
-	s.ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12})
+	tc := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+	if s.cfg.AgentMTLS {
+		// Only agents must present a certificate; the CLI and browsers on
+		// the same port need none, so the handshake asks without requiring.
+		caFile := s.cfg.AgentCAFile
+		if caFile == "" {
+			if caFile, err = tlsutil.EnsureCA(filepath.Join(s.cfg.Dir, "tls")); err != nil {
+				ln.Close()
+				return fmt.Errorf("server: %w", err)
+			}
+		}
+		if tc.ClientCAs, err = tlsutil.Pool(caFile); err != nil {
+			ln.Close()
+			return fmt.Errorf("server: --agent-ca-file: %w", err)
+		}
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	s.ln = tls.NewListener(ln, tc)
 	urlHost := addr.String()
 	if addr.IP.IsUnspecified() {
 		urlHost = net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port))

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lotehq/lote/api"
 	"github.com/lotehq/lote/internal/testenv"
@@ -58,9 +60,41 @@ var badRequests = []badRequest{
 	post("pool start task without command", "/v1/pools", `{"id":"x","start_task":{"command":[]}}`, 400, "start_task.command"),
 	post("pool start task negative retries", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"max_retries":-1}}`, 400, "start_task.max_retries"),
 	post("pool start task bad env", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"env":{"A=B":"c"}}}`, 400, "start_task.env"),
+	post("pool start task input escaping", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"inputs":[{"source":"data://c/a","path":"../a"}]}}`, 400, "start_task.inputs[0].path"),
+	post("pool start task input absolute", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"inputs":[{"source":"data://c/a","path":"a"},{"source":"data://c/b","path":"/etc/b"}]}}`, 400, "start_task.inputs[1].path"),
+	post("pool start task input bad source", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"inputs":[{"source":"ftp://h/a","path":"a"}]}}`, 400, "start_task.inputs[0].source"),
+	post("pool start task input source escaping", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"inputs":[{"source":"data://../etc/passwd","path":"a"}]}}`, 400, "start_task.inputs[0].source"),
+	post("pool start task input bad mode", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"inputs":[{"source":"data://c/a","path":"a","mode":"rwx"}]}}`, 400, "start_task.inputs[0].mode"),
+	post("pool start task input placeholder", "/v1/pools", `{"id":"x","start_task":{"command":["true"],"inputs":[{"source":"data://c/{job}","path":"a"}]}}`, 400, "start_task.inputs[0].source"),
+	post("pool formula syntax", "/v1/pools", `{"id":"x","autoscale":{"formula":"min(3, pending_tasks"}}`, 400, "autoscale.formula"),
+	post("pool formula unknown variable", "/v1/pools", `{"id":"x","autoscale":{"formula":"pending_jobs * 2"}}`, 400, "autoscale.formula"),
+	post("pool formula blank", "/v1/pools", `{"id":"x","autoscale":{"formula":" "}}`, 400, "autoscale.formula"),
+	post("pool formula interval under 1s", "/v1/pools", `{"id":"x","autoscale":{"formula":"1","interval":"500ms"}}`, 400, "autoscale.interval"),
+	post("pool autoscale unknown field", "/v1/pools", `{"id":"x","autoscale":{"formula":"1","every":"1m"}}`, 400, "every"),
+	post("pool max nodes under min", "/v1/pools", `{"id":"x","min_nodes":3,"max_nodes":2}`, 400, "max_nodes"),
+	post("pool negative min nodes", "/v1/pools", `{"id":"x","min_nodes":-1}`, 400, "min_nodes"),
+	post("pool negative price", "/v1/pools", `{"id":"x","price":-0.5}`, 400, "price"),
+	post("pool negative spot price", "/v1/pools", `{"id":"x","spot_price":-1}`, 400, "spot_price"),
+	post("pool bad deallocation", "/v1/pools", `{"id":"x","deallocation":"bogus"}`, 400, "deallocation"),
+	post("pool exec without command", "/v1/pools", `{"id":"x","provider":"exec"}`, 400, "exec.command"),
+	post("pool exec relative command", "/v1/pools", `{"id":"x","provider":"exec","exec":{"command":"bin/provider"}}`, 400, "exec.command"),
+	post("pool exec for a static pool", "/v1/pools", `{"id":"x","exec":{"command":"/usr/bin/provider"}}`, 400, "exec"),
+	post("pool exec for a local pool", "/v1/pools", `{"id":"x","provider":"local","exec":{"command":"/usr/bin/provider"}}`, 400, "exec"),
 	post("resize negative", "/v1/pools/p/resize", `{"target_nodes":-1}`, 400, "target_nodes"),
 	post("resize huge", "/v1/pools/p/resize", `{"target_nodes":99999999999999999999}`, 400, "target_nodes"),
 	post("resize bad deallocation", "/v1/pools/p/resize", `{"target_nodes":1,"deallocation":"now"}`, 400, "deallocation"),
+	post("resize negative spot", "/v1/pools/p/resize", `{"target_nodes":1,"target_spot_nodes":-1}`, 400, "target_spot_nodes"),
+	post("resize an autoscaling pool", "/v1/pools/auto/resize", `{"target_nodes":1}`, 409, ""),
+	post("autoscale enable without formula", "/v1/pools/p/autoscale/enable", `{}`, 400, "formula"),
+	post("autoscale enable bad formula", "/v1/pools/auto/autoscale/enable", `{"formula":"pending_tasks +"}`, 400, "formula"),
+	post("autoscale enable interval under 1s", "/v1/pools/auto/autoscale/enable", `{"interval":"100ms"}`, 400, "interval"),
+	post("autoscale enable unknown field", "/v1/pools/auto/autoscale/enable", `{"formula":"1","enabled":true}`, 400, "enabled"),
+	post("autoscale enable unknown pool", "/v1/pools/nope/autoscale/enable", `{"formula":"1"}`, 404, ""),
+	post("autoscale disable unknown pool", "/v1/pools/nope/autoscale/disable", ``, 404, ""),
+	post("autoscale eval without formula", "/v1/pools/p/autoscale/eval", `{}`, 400, "formula"),
+	post("autoscale eval formula too long", "/v1/pools/auto/autoscale/eval", `{"formula":"`+strings.Repeat("1+", 2100)+`1"}`, 400, "formula"),
+	post("autoscale eval unknown pool", "/v1/pools/nope/autoscale/eval", `{"formula":"1"}`, 404, ""),
+	post("preempt unknown node", "/v1/nodes/nope/preempt", ``, 404, ""),
 	post("resize unknown pool", "/v1/pools/nope/resize", `{"target_nodes":1}`, 404, ""),
 	{name: "delete pool with jobs", method: http.MethodDelete, path: "/v1/pools/p", status: 409},
 	get("show unknown pool", "/v1/pools/nope", 404, ""),
@@ -77,7 +111,15 @@ var badRequests = []badRequest{
 	post("job without pool", "/v1/jobs", `{"id":"x"}`, 400, "pool_id"),
 	post("job prep task without command", "/v1/jobs", `{"id":"x","pool_id":"p","prep_task":{"command":[]}}`, 400, "prep_task.command"),
 	post("job release task too many retries", "/v1/jobs", `{"id":"x","pool_id":"p","release_task":{"command":["true"],"max_retries":101}}`, 400, "release_task.max_retries"),
+	post("job prep task input escaping", "/v1/jobs", `{"id":"x","pool_id":"p","prep_task":{"command":["true"],"inputs":[{"source":"data://c/a","path":"a/../../b"}]}}`, 400, "prep_task.inputs[0].path"),
+	post("job prep task input task placeholder", "/v1/jobs", `{"id":"x","pool_id":"p","prep_task":{"command":["true"],"inputs":[{"source":"data://c/{job}","path":"{index}"}]}}`, 400, "prep_task.inputs[0].path"),
+	post("job release task input absolute", "/v1/jobs", `{"id":"x","pool_id":"p","release_task":{"command":["true"],"inputs":[{"source":"https://h/a","path":"/a"}]}}`, 400, "release_task.inputs[0].path"),
 	post("job on unknown pool", "/v1/jobs", `{"id":"x","pool_id":"nope"}`, 400, "pool_id"),
+	post("job burst to unknown pool", "/v1/jobs", `{"id":"x","pool_id":"p","burst_pool_ids":["nope"]}`, 400, "burst_pool_ids[0]"),
+	post("job burst to a pool twice", "/v1/jobs", `{"id":"x","pool_id":"p","burst_pool_ids":["auto","AUTO"]}`, 400, "burst_pool_ids[1]"),
+	post("job burst to its own pool", "/v1/jobs", `{"id":"x","pool_id":"p","burst_pool_ids":["P"]}`, 400, "burst_pool_ids[0]"),
+	post("job burst pool bad id", "/v1/jobs", `{"id":"x","pool_id":"p","burst_pool_ids":["auto","a/b"]}`, 400, "burst_pool_ids[1]"),
+	post("job burst to too many pools", "/v1/jobs", `{"id":"x","pool_id":"p","burst_pool_ids":["a","b","c","d","e","f","g","h"]}`, 400, "burst_pool_ids"),
 	post("job id with a slash", "/v1/jobs", `{"id":"a/b","pool_id":"p"}`, 400, "id"),
 	post("job id of 65 characters", "/v1/jobs", `{"id":"`+id65+`","pool_id":"p"}`, 400, "id"),
 	post("job priority over 1000", "/v1/jobs", `{"pool_id":"p","priority":1001}`, 400, "priority"),
@@ -188,10 +230,57 @@ var badRequests = []badRequest{
 	post("submit unknown package", "/v1/submit", `{"job":{"pool_id":"p"},"tasks":{"array":"1-2","template":{"command":["true"],"apps":["nope"]}}}`, 400, "tasks.template.apps[0]"),
 	post("submit unknown package version", "/v1/submit", `{"job":{"pool_id":"p"},"tasks":{"tasks":[{"command":["true"],"apps":["nope@1"]}]}}`, 400, "tasks.tasks[0].apps[0]"),
 	post("submit bad package name", "/v1/submit", `{"job":{"pool_id":"p"},"tasks":{"tasks":[{"command":["true"],"apps":["../x"]}]}}`, 400, "tasks.tasks[0].apps[0]"),
+	post("submit prep task input escaping", "/v1/submit", `{"job":{"pool_id":"p","prep_task":{"command":["true"],"inputs":[{"source":"data://c/a","path":"../a"}]}},"tasks":{"tasks":[`+taskTrue+`]}}`, 400, "job.prep_task.inputs[0].path"),
 	post("submit job id taken", "/v1/submit", `{"job":{"id":"J","pool_id":"p"},"tasks":{"tasks":[`+taskTrue+`]}}`, 409, "job.id"),
 	post("submit unknown pool", "/v1/submit", `{"job":{"pool_id":"nope"},"tasks":{"tasks":[`+taskTrue+`]}}`, 400, "job.pool_id"),
+	post("submit burst to unknown pool", "/v1/submit", `{"job":{"pool_id":"p","burst_pool_ids":["auto","nope"]},"tasks":{"tasks":[`+taskTrue+`]}}`, 400, "job.burst_pool_ids[1]"),
+	post("submit burst to a pool twice", "/v1/submit", `{"job":{"pool_id":"p","burst_pool_ids":["p"]},"tasks":{"tasks":[`+taskTrue+`]}}`, 400, "job.burst_pool_ids[0]"),
 	post("submit nested unknown field", "/v1/submit", `{"job":{"pool_id":"p","colour":"red"},"tasks":{"tasks":[`+taskTrue+`]}}`, 400, "colour"),
 	post("submit array overlapping", "/v1/submit", `{"job":{"id":"J"},"existing":true,"tasks":{"array":"5",`+tplTrue+`}}`, 409, "tasks.array"),
+
+	// Bad JSON (B5): members named twice (encoding/json would silently keep
+	// the last), nesting past any sane depth.
+	post("duplicate member", "/v1/jobs", `{"id":"x","pool_id":"p","pool_id":"q"}`, 400, "pool_id"),
+	post("duplicate member in another case", "/v1/jobs", `{"id":"x","pool_id":"p","POOL_ID":"q"}`, 400, "pool_id"),
+	post("duplicate member escaped", "/v1/jobs", `{"id":"x","pool_id":"p","\u0070ool_id":"q"}`, 400, "pool_id"),
+	post("duplicate env variable", "/v1/jobs", `{"id":"x","pool_id":"p","env":{"A":"1","B":"2","A":"3"}}`, 400, "env.A"),
+	post("duplicate nested member", "/v1/submit", `{"job":{"pool_id":"p"},"tasks":{"array":"1-2","template":{"command":["true"],"requirements":{"slots":1,"slots":64}}}}`, 400, "tasks.template.requirements.slots"),
+	post("duplicate member in a list", "/v1/jobs/J/tasks", `{"tasks":[`+taskTrue+`,{"command":["true"],"command":["rm","-rf","/"]}]}`, 400, "tasks[1].command"),
+	post("duplicate top-level member", "/v1/submit", `{"job":{"pool_id":"p"},"tasks":{"tasks":[`+taskTrue+`]},"job":{"pool_id":"auto"}}`, 400, "job"),
+	post("nested 100k arrays", "/v1/jobs", strings.Repeat("[", 100_000), 400, "body"),
+	post("nested 100k objects in a field", "/v1/jobs", `{"pool_id":"p","tags":`+strings.Repeat(`{"a":`, 100_000), 400, "body"),
+	post("nested 100k arrays closed", "/v1/jobs/J/tasks", `{"tasks":`+strings.Repeat("[", 100_000)+strings.Repeat("]", 100_000)+`}`, 400, "body"),
+
+	// Numbers (B6): 2^63, 2^32+1, NaN and infinities never wrap around.
+	post("task slots 2^63", "/v1/jobs/J/tasks", `{"tasks":[{"command":["true"],"requirements":{"slots":9223372036854775808}}]}`, 400, "tasks.requirements.slots"),
+	post("task slots 2^32+1", "/v1/jobs/J/tasks", `{"tasks":[{"command":["true"],"requirements":{"slots":4294967297}}]}`, 400, "tasks[0].requirements.slots"),
+	post("task memory -2^63-1", "/v1/jobs/J/tasks", `{"tasks":[{"command":["true"],"requirements":{"memory_bytes":-9223372036854775809}}]}`, 400, "tasks.requirements.memory_bytes"),
+	post("task retries 2^63", "/v1/jobs/J/tasks", `{"tasks":[{"command":["true"],"max_retries":9223372036854775808}]}`, 400, "tasks.max_retries"),
+	post("job retries 2^32+1", "/v1/jobs", `{"pool_id":"p","max_retries":4294967297}`, 400, "max_retries"),
+	post("job wall clock overflowing", "/v1/jobs", `{"pool_id":"p","max_wall_clock":"9999999999h"}`, 400, "max_wall_clock"),
+	post("array bound 2^63", "/v1/jobs/J/tasks", `{"array":"1-9223372036854775808",`+tplTrue+`}`, 400, "array"),
+	post("array limit 2^32+1", "/v1/jobs/J/tasks", `{"array":"10-20%4294967297",`+tplTrue+`}`, 400, "array"),
+	post("task cores Infinity", "/v1/jobs/J/tasks", `{"tasks":[{"command":["true"],"requirements":{"cores":Infinity}}]}`, 400, "body"),
+	post("pool slots NaN", "/v1/pools", `{"id":"x","slots_per_node":NaN}`, 400, "body"),
+	post("pool slots 2^32+1", "/v1/pools", `{"id":"x","slots_per_node":4294967297}`, 400, "slots_per_node"),
+
+	// Environments (B9): a value, or all of them together, too large.
+	post("job env value over 128 KiB", "/v1/jobs", `{"pool_id":"p","env":{"BIG":"`+strings.Repeat("x", 128<<10+1)+`"}}`, 400, "env.BIG"),
+	post("task env over 1 MiB in all", "/v1/jobs/J/tasks", `{"tasks":[{"command":["true"],"env":{`+manyVars(9, 120<<10)+`}}]}`, 400, "tasks[0].env"),
+	post("submit template env over 1 MiB", "/v1/submit", `{"job":{"pool_id":"p"},"tasks":{"array":"1-2","template":{"command":["true"],"env":{`+manyVars(9, 120<<10)+`}}}}`, 400, "tasks.template.env"),
+	post("job env over 4096 variables", "/v1/jobs", `{"pool_id":"p","env":{`+manyVars(4097, 1)+`}}`, 400, "env"),
+	post("job env name with NUL", "/v1/jobs", `{"pool_id":"p","env":{"A\u0000B":"x"}}`, 400, "env"),
+	post("job env value with NUL", "/v1/jobs", `{"pool_id":"p","env":{"A":"x\u0000y"}}`, 400, "env.A"),
+}
+
+// manyVars is n environment variables V0… of size bytes each, as JSON
+// members.
+func manyVars(n, size int) string {
+	vars := make([]string, n)
+	for i := range vars {
+		vars[i] = fmt.Sprintf(`"V%d":"%s"`, i, strings.Repeat("v", size))
+	}
+	return strings.Join(vars, ",")
 }
 
 type repeatReader byte
@@ -215,6 +304,19 @@ func TestValidation(t *testing.T) {
 	ctx := context.Background()
 	_, err := cl.CreatePool(ctx, api.PoolCreate{ID: "p"})
 	must(t, err)
+	// An autoscaling pool, evaluated once (at once) and then not for an hour,
+	// so the scaler changes nothing while the requests run.
+	_, err = cl.CreatePool(ctx, api.PoolCreate{ID: "auto", Scaling: api.Scaling{
+		Autoscale: &api.Autoscale{Formula: "min(2, pending_tasks)", Interval: api.Duration(time.Hour)}}})
+	must(t, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if p, err := cl.Pool(ctx, "auto", false); err == nil && len(p.AutoscaleRuns) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pool auto: no autoscale evaluation within 10s")
+		}
+	}
 	_, err = cl.Submit(ctx, api.Submit{Job: api.JobCreate{ID: "J", PoolID: "p"},
 		Tasks: api.TaskAdd{Array: "1-5", Template: &api.TaskSpec{Command: []string{"true"}}}})
 	must(t, err)

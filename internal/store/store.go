@@ -40,6 +40,15 @@ type Batch struct {
 	DeletedNodes []string
 	Idempotency  []Idempotent
 	Tokens       []Token
+	DataOwners   []DataOwner
+}
+
+// DataOwner records who owns a data container: the user whose write first
+// named it. Other users' requests for the container answer 404.
+type DataOwner struct {
+	Container string
+	Owner     string
+	CreatedAt int64
 }
 
 // Token is an API token as stored: its SHA-256 hash, never the token.
@@ -65,7 +74,7 @@ type Idempotent struct {
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Pools)+len(b.Nodes)+len(b.Jobs)+len(b.Groups)+len(b.Cursors)+len(b.Tasks)+len(b.Logs)+len(b.Meta)+
-		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes)+len(b.Idempotency)+len(b.Tokens) == 0
+		len(b.DeletedJobs)+len(b.DeletedPools)+len(b.DeletedNodes)+len(b.Idempotency)+len(b.Tokens)+len(b.DataOwners) == 0
 }
 
 // Store is a durable engine.
@@ -81,6 +90,8 @@ type Store interface {
 	Idempotency(ctx context.Context, since int64) ([]Idempotent, error)
 	// Tokens reads every API token record.
 	Tokens(ctx context.Context) ([]Token, error)
+	// DataOwners reads every data container's owner.
+	DataOwners(ctx context.Context) ([]DataOwner, error)
 	// Logs reads a finished attempt's stored output.
 	Logs(ctx context.Context, jobID, taskID string, attempt int) (stdout, stderr []byte, err error)
 	Close() error

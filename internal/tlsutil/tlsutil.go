@@ -1,7 +1,8 @@
 // Package tlsutil creates the TLS material a server needs when it listens
 // off loopback and no certificate was given: a private CA (kept in the data
 // dir) and a server certificate for the listen address, which agents and the
-// CLI trust through the CA file.
+// CLI trust through the CA file; and, for mutual TLS, agents' client
+// certificates issued from that CA.
 package tlsutil
 
 import (
@@ -37,16 +38,9 @@ func Ensure(dir string, ip net.IP, host string) (Material, error) {
 		CertFile: filepath.Join(dir, "server.pem"),
 		KeyFile:  filepath.Join(dir, "server.key"),
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return m, err
-	}
-	caKeyFile := filepath.Join(dir, "ca.key")
-	caCert, caKey, err := loadPair(m.CAFile, caKeyFile)
-	if errors.Is(err, os.ErrNotExist) {
-		caCert, caKey, err = newCA(m.CAFile, caKeyFile)
-	}
+	caCert, caKey, err := ensureCA(dir)
 	if err != nil {
-		return m, fmt.Errorf("tls CA in %s: %w", dir, err)
+		return m, err
 	}
 	ips, names := wanted(ip, host)
 	if cert, _, err := loadPair(m.CertFile, m.KeyFile); err == nil && covers(cert, ips, names) &&
@@ -57,6 +51,68 @@ func Ensure(dir string, ip net.IP, host string) (Material, error) {
 		return m, fmt.Errorf("tls server certificate in %s: %w", dir, err)
 	}
 	return m, nil
+}
+
+// EnsureCA makes sure dir holds a CA, creating one if not, and returns its
+// certificate file: the CA agents' client certificates are issued from.
+func EnsureCA(dir string) (string, error) {
+	_, _, err := ensureCA(dir)
+	return filepath.Join(dir, "ca.pem"), err
+}
+
+func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+	caCert, caKey, err := loadPair(certFile, keyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		caCert, caKey, err = newCA(certFile, keyFile)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls CA in %s: %w", dir, err)
+	}
+	return caCert, caKey, nil
+}
+
+// IssueClient issues a client certificate for the agent of node name from
+// the CA in dir (which must exist: the server makes it) and writes it to
+// outDir as agent.pem and agent.key, with a copy of the CA as ca.pem (the
+// agent's --ca-file when the server's certificate is the generated one).
+// The certificate's common name is the node's name.
+func IssueClient(dir, name, outDir string, validFor time.Duration) (Material, error) {
+	m := Material{
+		CAFile:   filepath.Join(outDir, "ca.pem"),
+		CertFile: filepath.Join(outDir, "agent.pem"),
+		KeyFile:  filepath.Join(outDir, "agent.key"),
+	}
+	caCert, caKey, err := loadPair(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return m, fmt.Errorf("reading the CA in %s (start the server once to create it): %w", dir, err)
+	}
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return m, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return m, err
+	}
+	tpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"lote agent"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(validFor),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return m, err
+	}
+	if err := writePair(m.CertFile, m.KeyFile, der, key); err != nil {
+		return m, err
+	}
+	return m, os.WriteFile(m.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
 }
 
 func wanted(ip net.IP, host string) ([]net.IP, []string) {
@@ -252,6 +308,12 @@ func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 		}
 	}
 	return r.cert, nil
+}
+
+// GetClientCertificate is for tls.Config, on the client side of mutual
+// TLS: it presents the pair like GetCertificate, rotation included.
+func (r *Reloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return r.GetCertificate(nil)
 }
 
 // reloadCheck is how often a handshake may stat the certificate files.

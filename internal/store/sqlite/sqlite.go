@@ -40,6 +40,8 @@ var migrations = []string{
 	`CREATE TABLE tokens (
 		hash TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL,
 		revoked_at INTEGER NOT NULL);`,
+	`CREATE TABLE data_owners (
+		container TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;`,
 }
 
 const taskCols = 3
@@ -286,6 +288,12 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
 			return err
 		}
 	}
+	for _, o := range b.DataOwners {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO data_owners (container, owner, created_at) VALUES (?, ?, ?)`,
+			o.Container, o.Owner, o.CreatedAt); err != nil {
+			return err
+		}
+	}
 	for _, i := range b.Idempotency {
 		if err := exec(s.idem, i.Key, i.Fingerprint, i.Status, i.Body, i.CreatedAt); err != nil {
 			return err
@@ -369,6 +377,24 @@ func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
 			return nil, err
 		}
 		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// DataOwners reads every data container's owner.
+func (s *Store) DataOwners(ctx context.Context) ([]store.DataOwner, error) {
+	rows, err := s.w.QueryContext(ctx, `SELECT container, owner, created_at FROM data_owners`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.DataOwner
+	for rows.Next() {
+		var o store.DataOwner
+		if err := rows.Scan(&o.Container, &o.Owner, &o.CreatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
 	}
 	return out, rows.Err()
 }

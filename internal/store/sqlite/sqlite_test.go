@@ -49,6 +49,7 @@ func TestRoundTrip(t *testing.T) {
 		Logs:        []core.LogRecord{{JobID: "J", TaskID: "1", Attempt: 1, Stdout: []byte("out"), Stderr: []byte("err")}},
 		Meta:        map[string]string{"k": "v"},
 		Idempotency: []store.Idempotent{{Key: "admin/x", Fingerprint: "f", Status: 201, Body: []byte("{}"), CreatedAt: 100}},
+		DataOwners:  []store.DataOwner{{Container: "inputs", Owner: "alice", CreatedAt: 7}},
 	}
 	if err := s.Apply(ctx, b); err != nil {
 		t.Fatal(err)
@@ -96,6 +97,9 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || len(idem) != 1 || idem[0].Status != 201 {
 		t.Errorf("idempotency = %+v %v", idem, err)
 	}
+	if owners, err := s.DataOwners(ctx); err != nil || !reflect.DeepEqual(owners, b.DataOwners) {
+		t.Errorf("data owners = %+v %v, want %+v", owners, err, b.DataOwners)
+	}
 	if idem, _ := s.Idempotency(ctx, 200); len(idem) != 0 {
 		t.Errorf("expired idempotency keys kept: %+v", idem)
 	}
@@ -113,6 +117,36 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if out, _, _ := s.Logs(ctx, "J", "1", 1); out != nil {
 		t.Errorf("logs survived job delete: %q", out)
+	}
+}
+
+// TestNodeTaskInputsRoundTrip: the inputs of a pool's start task and a
+// job's preparation and release tasks come back after a reopen.
+func TestNodeTaskInputsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "lote.db")
+	s := open(t, path)
+	in := []core.InputFile{{Source: "data://tools/a.sh", Path: "bin/a.sh", Mode: 0o755}, {Source: "https://h/x?y=1", Path: "x"}}
+	pool := core.PoolRecord{ID: "p", Provider: "static", Prefill: -1, JoinToken: "j",
+		StartTask: &core.StartTask{Command: []string{"sh", "-c", "true"}, WaitForSuccess: true, Inputs: in}}
+	job := core.JobRecord{ID: "J", PoolID: "p", Seq: 1,
+		PrepTask:    &core.StartTask{Command: []string{"true"}, Inputs: []core.InputFile{{Source: "data://ref/{job}/", Path: "."}}},
+		ReleaseTask: &core.StartTask{Command: []string{"true"}, Inputs: in[:1]}}
+	if err := s.Apply(ctx, &store.Batch{Pools: []core.PoolRecord{pool}, Jobs: []core.JobRecord{job}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Pools) != 1 || !reflect.DeepEqual(snap.Pools[0].StartTask, pool.StartTask) {
+		t.Errorf("pools = %+v, want start task %+v", snap.Pools, pool.StartTask)
+	}
+	if len(snap.Jobs) != 1 || !reflect.DeepEqual(snap.Jobs[0].PrepTask, job.PrepTask) || !reflect.DeepEqual(snap.Jobs[0].ReleaseTask, job.ReleaseTask) {
+		t.Errorf("jobs = %+v, want prep %+v release %+v", snap.Jobs, job.PrepTask, job.ReleaseTask)
 	}
 }
 
