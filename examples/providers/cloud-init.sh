@@ -21,7 +21,8 @@ read_create_request() {
 	CA_PEM=$(jq -r '.ca_pem // ""' <<<"$REQ")
 	SLOTS=$(jq -r '.slots // 0' <<<"$REQ")
 	valid_id "$POOL" || die "create: invalid pool $POOL"
-	[[ $SERVER =~ ^https?://[A-Za-z0-9.:_\[\]-]+(/[A-Za-z0-9._/-]*)?$ ]] || die "create: invalid server URL $SERVER"
+	local url='^https?://[][A-Za-z0-9.:_-]+(/[A-Za-z0-9._/-]*)?$'
+	[[ $SERVER =~ $url ]] || die "create: invalid server URL $SERVER"
 	[[ $JOIN_TOKEN =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "create: invalid join token"
 	[[ $SLOTS =~ ^[0-9]+$ ]] || die "create: invalid slots $SLOTS"
 	[[ -n ${LOTE_DOWNLOAD_URL:-} ]] || die "LOTE_DOWNLOAD_URL is not set"
