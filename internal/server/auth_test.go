@@ -128,6 +128,24 @@ func TestUserIsolation(t *testing.T) {
 	if jobs, err := admin.Jobs(ctx, "", nil); err != nil || len(jobs) != 1 {
 		t.Errorf("admin lists %d jobs (%v); want 1", len(jobs), err)
 	}
+	// Idempotency keys are per caller: bob's key never replays alice's job.
+	keyed := api.Submit{Job: api.JobCreate{PoolID: "p"}, Tasks: add}
+	ra, err := alice.Submit(ctx, keyed, api.IdempotencyKey("same"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := bob.Submit(ctx, keyed, api.IdempotencyKey("same"))
+	if err != nil || rb.JobID == ra.JobID {
+		t.Errorf("bob's submission with alice's key answered %+v (%v); want a job of his own, not %s", rb, err, ra.JobID)
+	}
+	if jobs, err := bob.Jobs(ctx, "", nil); err != nil || len(jobs) != 1 {
+		t.Errorf("bob lists %d jobs (%v) after his keyed submission; want 1", len(jobs), err)
+	}
+	for _, id := range []string{ra.JobID, rb.JobID} {
+		if err := admin.DeleteJob(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	forbidden := map[string]func() error{
 		"create pool":  func() error { _, err := bob.CreatePool(ctx, api.PoolCreate{ID: "q"}); return err },

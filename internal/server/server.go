@@ -96,9 +96,10 @@ type Server struct {
 	scaler   *scaler
 	stopping chan struct{}
 	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
 	// crashAfterCommit is CrashAfterCommitEnv's request path, for fault tests.
 	crashAfterCommit string
-	wg       sync.WaitGroup
 }
 
 // Meta keys.
