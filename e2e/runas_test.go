@@ -50,7 +50,9 @@ func TestTasksRunAsUnprivilegedUser(t *testing.T) {
 		{"R", []string{"--allow-root"}, "0\n0\nwrote\nread-node-credential\n"},
 	} {
 		var pool api.Pool
-		c.json(&pool, append([]string{"pool", "create", tc.pool, "--slots", "1"}, tc.args...)...)
+		// The start task writes in its working directory: it must be the
+		// run-as user's, as a task's is.
+		c.json(&pool, append([]string{"pool", "create", tc.pool, "--slots", "1", "--start-task", "echo ready > started"}, tc.args...)...)
 		if pool.AllowRoot != (tc.args != nil) {
 			t.Errorf("pool %s: allow_root = %v", tc.pool, pool.AllowRoot)
 		}

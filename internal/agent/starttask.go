@@ -118,6 +118,15 @@ func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st p
 	if err := a.stageNodeTaskInputs(ctx, st.Inputs, wd, job); err != nil {
 		return spawner.Exit{}, fmt.Errorf("staging inputs: %w", err)
 	}
+	// As a task's: the run-as user owns the working directory it runs in.
+	a.mu.Lock()
+	cred := a.credLocked()
+	a.mu.Unlock()
+	if cred != nil {
+		if err := os.Lchown(wd, int(cred.Uid), int(cred.Gid)); err != nil {
+			return spawner.Exit{}, fmt.Errorf("giving %s to the run-as user: %w", wd, err)
+		}
+	}
 	argv := st.Command
 	if st.Shell {
 		argv = []string{"/bin/sh", "-c", st.Command[0]}
@@ -146,7 +155,6 @@ func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st p
 		a.start.wait = map[string]chan spawner.Exit{}
 	}
 	a.start.wait[id] = ch
-	cred := a.credLocked()
 	a.mu.Unlock()
 	err := a.spawner().Spawn(spawner.SpawnRequest{
 		ID: id, Argv: argv, Env: env, Dir: wd,
