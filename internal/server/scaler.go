@@ -52,6 +52,10 @@ type poolScale struct {
 	runs     []api.AutoscaleRun
 	errs     []api.ResizeError
 	busy     bool // a provider call is in flight
+	// doomed are nodes the core dropped (join timed out, left) whose
+	// machines await deletion until the call in flight returned: a
+	// provider never has two calls for a pool at once.
+	doomed   []*core.Node
 	backoff  time.Duration
 	retryAt  time.Time
 	lastSeen time.Time // last reconciliation with the provider
@@ -136,8 +140,8 @@ func (sc *scaler) decide(c *core.Core, now time.Time) []*scaleWork {
 		sc.addError(sc.state(n.Pool), now, fmt.Sprintf("node %s did not join within %s; its machine is deleted", n.ID, jt))
 	}
 	for _, n := range append(timedOut, left...) {
-		w := sc.work(byPool, n.Pool, now)
-		w.remove = append(w.remove, n)
+		ps := sc.state(n.Pool)
+		ps.doomed = append(ps.doomed, n)
 	}
 	for _, p := range c.Pools() {
 		ps := sc.state(p)
@@ -147,7 +151,15 @@ func (sc *scaler) decide(c *core.Core, now time.Time) []*scaleWork {
 				ps.dealloc = core.Deallocation(run.Deallocation)
 			}
 		}
-		if !p.Scaling.Managed || ps.busy || now.Before(ps.retryAt) {
+		if ps.busy {
+			continue
+		}
+		if len(ps.doomed) > 0 {
+			// Not held back by a backoff: a machine nobody uses costs.
+			w := sc.work(byPool, p, now)
+			w.remove, ps.doomed = ps.doomed, nil
+		}
+		if !p.Scaling.Managed || now.Before(ps.retryAt) {
 			continue
 		}
 		mode := cmp.Or(ps.dealloc, p.Scaling.Deallocation, core.DeallocRequeue)
@@ -463,6 +475,7 @@ func (s *Server) poolOut(p *core.Pool, withToken bool, now time.Time) api.Pool {
 func (sc *scaler) deleteMachines(ctx context.Context, p *core.Pool, nodes []*core.Node) {
 	sc.mu.Lock()
 	ps := sc.state(p)
+	nodes = append(slices.Clone(nodes), ps.doomed...)
 	var prov provider.Provider
 	var err error
 	if p.Scaling.Managed && len(nodes) > 0 {
