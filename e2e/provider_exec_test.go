@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -24,45 +23,11 @@ import (
 // no namespace and no agent left.
 func TestExecProviderNetnsAutoscale(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		requireCI(t, "the netns provider needs root")
-	}
-	for _, tool := range []string{"ip", "ss", "jq", "flock", "setsid"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			requireCI(t, "the netns provider needs %s: %v", tool, err)
-		}
-	}
-	script, err := filepath.Abs("../examples/providers/netns/lote-provider-netns")
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := testRoot(t)
-	state := filepath.Join(root, "netns-state")
-	// Away from TestNetnsProviderScript's subnet: both run at once.
-	subnet, bridge := freeSubnet(t, 125)
 	pool := "nsx" + strconv.Itoa(os.Getpid()%100000)
-	env := []string{"LOTE_NETNS_SUBNET=" + subnet + ".0/24", "LOTE_NETNS_STATE=" + state,
-		"LOTE_NETNS_LOTE=" + lote, "LOTE_NETNS_STOP_TIMEOUT=10"}
-	runScript := func(op string) string {
-		t.Helper()
-		args := append(append([]string{"-i"}, childEnv(root, env...)...), script, op)
-		out, err := exec.Command("env", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("lote-provider-netns %s: %v\n%s", op, err, out)
-		}
-		return string(out)
-	}
-	t.Cleanup(func() {
-		args := append(append([]string{"-i"}, childEnv(root, env...)...), script, "teardown")
-		if out, err := exec.Command("env", args...).CombinedOutput(); err != nil {
-			t.Errorf("lote-provider-netns teardown: %v\n%s", err, out)
-		}
-		for _, ns := range netnsOf(t, pool) {
-			exec.Command("ip", "netns", "del", ns).Run()
-		}
-		exec.Command("ip", "link", "del", bridge).Run()
-	})
-
+	// Away from TestNetnsProviderScript's subnet: both run at once.
+	ns := newNetnsScript(t, root, 125, func() []string { return netnsOf(t, pool) })
+	subnet, state, env, script, runScript := ns.subnet, ns.state, ns.env, ns.path, ns.run
 	hostIP := strings.TrimSpace(runScript("host-address"))
 	if hostIP != subnet+".1" {
 		t.Fatalf("host-address = %q, want %s.1", hostIP, subnet)
@@ -489,24 +454,4 @@ func netnsOf(t *testing.T, pool string) []string {
 		}
 	}
 	return ns
-}
-
-// freeSubnet picks A.B.C of a 10.232.C.0/24 no interface on the host uses,
-// starting offset subnets away from providerSubnet's first pick, and the
-// netns script's default bridge name for it.
-func freeSubnet(t *testing.T, offset int) (prefix, bridge string) {
-	t.Helper()
-	used, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
-	if err != nil {
-		t.Fatalf("ip addr show: %v", err)
-	}
-	start := (os.Getpid() + offset) % 250
-	for i := range 250 {
-		s := (start+i)%250 + 1
-		if !bytes.Contains(used, fmt.Appendf(nil, " 10.232.%d.", s)) {
-			return fmt.Sprintf("10.232.%d", s), fmt.Sprintf("lb-10-232-%d", s)
-		}
-	}
-	t.Fatal("no free 10.232.x.0/24 subnet")
-	return "", ""
 }

@@ -26,46 +26,13 @@ import (
 // process, and ignores an ID it never made.
 func TestNetnsProviderScript(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		requireCI(t, "the netns provider needs root")
-	}
-	for _, tool := range []string{"ip", "ss", "jq", "flock", "setsid"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			requireCI(t, "the netns provider needs %s: %v", tool, err)
-		}
-	}
-	script, err := filepath.Abs("../examples/providers/netns/lote-provider-netns")
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := testRoot(t)
-	state := filepath.Join(root, "netns-state")
-	subnet, bridge := providerSubnet(t)
 	tag := "nsp" + strconv.Itoa(os.Getpid()%100000)
 	ids := []string{tag + "-1", tag + "-2"}
-	// env -i: the script and its agents see a clean environment, without
-	// the LOTE_ settings of whoever runs the tests.
-	args := append([]string{"-i"}, childEnv(root, "LOTE_NETNS_SUBNET="+subnet+".0/24",
-		"LOTE_NETNS_STATE="+state, "LOTE_NETNS_LOTE="+lote, "LOTE_NETNS_STOP_TIMEOUT=10")...)
-	args = append(args, script)
-	runScript := func(op string) string {
-		t.Helper()
-		out, err := exec.Command("env", append(args, op)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("lote-provider-netns %s: %v\n%s", op, err, out)
-		}
-		return string(out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("env", append(args, "teardown")...).CombinedOutput(); err != nil {
-			t.Errorf("lote-provider-netns teardown: %v\n%s", err, out)
-		}
-		// Whatever the script left behind.
-		for _, id := range ids {
-			exec.Command("ip", "netns", "del", "lote-"+id).Run()
-		}
-		exec.Command("ip", "link", "del", bridge).Run()
+	ns := newNetnsScript(t, root, 0, func() []string {
+		return []string{"lote-" + ids[0], "lote-" + ids[1]}
 	})
+	subnet, state, args, runScript := ns.subnet, ns.state, ns.args, ns.run
 	p, err := provider.NewExec(provider.ExecConfig{Command: "env", Args: args, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -185,15 +152,77 @@ func TestNetnsProviderScript(t *testing.T) {
 	})
 }
 
-// providerSubnet picks A.B.C of a 10.232.C.0/24 no interface on the host uses,
-// and the script's default bridge name for it.
-func providerSubnet(t *testing.T) (prefix, bridge string) {
+// netnsScript is the example netns provider set up for one test: a free
+// subnet of its own, a state directory, and its settings; a cleanup tears
+// down what it made, and deletes the namespaces names lists in case the
+// script left any.
+type netnsScript struct {
+	t      *testing.T
+	path   string   // the script
+	state  string   // its state directory
+	env    []string // its settings, KEY=VALUE
+	args   []string // env -i ... path: the script in a clean environment
+	subnet string   // A.B.C of its /24
+}
+
+// newNetnsScript checks for root and the script's tools (failing in CI
+// where they are missing) and sets the script up under root. Tests that
+// run at once pass different offsets, so they get different subnets.
+func newNetnsScript(t *testing.T, root string, offset int, names func() []string) *netnsScript {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		requireCI(t, "the netns provider needs root")
+	}
+	for _, tool := range []string{"ip", "ss", "jq", "flock", "setsid"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			requireCI(t, "the netns provider needs %s: %v", tool, err)
+		}
+	}
+	path, err := filepath.Abs("../examples/providers/netns/lote-provider-netns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnet, bridge := freeSubnet(t, offset)
+	state := filepath.Join(root, "netns-state")
+	ns := &netnsScript{t: t, path: path, subnet: subnet, state: state, env: []string{
+		"LOTE_NETNS_SUBNET=" + subnet + ".0/24", "LOTE_NETNS_STATE=" + state,
+		"LOTE_NETNS_LOTE=" + lote, "LOTE_NETNS_STOP_TIMEOUT=10",
+	}}
+	// env -i: the script and its agents see a clean environment, without
+	// the LOTE_ settings of whoever runs the tests.
+	ns.args = append(append([]string{"-i"}, childEnv(root, ns.env...)...), path)
+	t.Cleanup(func() {
+		if out, err := exec.Command("env", append(ns.args, "teardown")...).CombinedOutput(); err != nil {
+			t.Errorf("lote-provider-netns teardown: %v\n%s", err, out)
+		}
+		for _, n := range names() {
+			exec.Command("ip", "netns", "del", n).Run()
+		}
+		exec.Command("ip", "link", "del", bridge).Run()
+	})
+	return ns
+}
+
+// run runs one operation of the script with no input.
+func (ns *netnsScript) run(op string) string {
+	ns.t.Helper()
+	out, err := exec.Command("env", append(ns.args, op)...).CombinedOutput()
+	if err != nil {
+		ns.t.Fatalf("lote-provider-netns %s: %v\n%s", op, err, out)
+	}
+	return string(out)
+}
+
+// freeSubnet picks A.B.C of a 10.232.C.0/24 no interface on the host uses,
+// starting offset subnets away from this process's first pick, and the
+// netns script's default bridge name for it.
+func freeSubnet(t *testing.T, offset int) (prefix, bridge string) {
 	t.Helper()
 	used, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
 	if err != nil {
 		t.Fatalf("ip addr show: %v", err)
 	}
-	start := os.Getpid() % 250
+	start := (os.Getpid() + offset) % 250
 	for i := range 250 {
 		s := (start+i)%250 + 1
 		if !bytes.Contains(used, fmt.Appendf(nil, " 10.232.%d.", s)) {
