@@ -114,7 +114,18 @@ func evalAs[T any](b *tab, expr string) T {
 // shot saves a screenshot of the viewport as NAME.png.
 func (b *tab) shot(name string) {
 	b.t.Helper()
-	buf, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	b.save(name, chromedp.CaptureScreenshot())
+}
+
+// pageShot saves a screenshot of the whole page, below the viewport too.
+func (b *tab) pageShot(name string) {
+	b.t.Helper()
+	b.save(name, chromedp.FullScreenshot(100))
+}
+
+func (b *tab) save(name string, capture chromedp.Action[[]byte]) {
+	b.t.Helper()
+	buf, err := chromedp.Run(b.ctx, capture)
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -137,7 +148,8 @@ func (b *tab) signIn(base, token string) {
 // TestDashboardInBrowser signs in, watches the pool heatmap turn from idle
 // to running as a job starts, opens the job, filters its failed tasks,
 // opens a failed task and then a running one whose log grows on screen,
-// and the node it runs on.
+// and the node it runs on; then a job bursts to an autoscaled pool, whose
+// sizes, spot node, evaluations, chart and resize error it checks.
 // Screenshots of each view are kept (see artifacts).
 func TestDashboardInBrowser(t *testing.T) {
 	ctx := browserTab(t)
@@ -207,7 +219,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do("back to the pools view", chromedp.Click(chromedp.CSS(`nav a[data-nav="pools"]`)))
 	b.until("the heatmap with one slot of "+node+" running", `document.querySelector('.tile[data-node="`+node+`"]')?.dataset.use === "0.50" &&
 		document.querySelectorAll('.tile[data-state="idle"]').length === 1`)
-	b.shot("2-pools")
 
 	b.do("opening node "+node, chromedp.Click(chromedp.CSS(`.tile[data-node="`+node+`"]`)))
 	b.until("the node's details, task 12 and recent events", `document.querySelectorAll('#node-events li').length > 0 &&
@@ -220,7 +231,89 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.do("back to the pools view", chromedp.Click(chromedp.CSS(`nav a[data-nav="pools"]`)))
 	b.until("the heatmap back to idle", `document.querySelectorAll('.tile[data-state="idle"]').length === 2`)
+	b.do("opening the ended job", chromedp.Navigate(env.Server.URL()+"/ui/#/jobs/frames"))
+	b.until("the job's node time", `+document.querySelector('li[data-usage="node-seconds"] b')?.textContent > 0`)
+
+	// Autoscaling: job "sweep" fills render's two nodes (two tasks running
+	// and two queued on each) and bursts to pool "burst", whose formula asks
+	// for a node per task waiting (at most three) and a spot node. Its provider fails once, then makes machines
+	// that never join, so its nodes stay starting.
+	if _, err := cl.CreatePool(bg, api.PoolCreate{ID: "burst", Provider: "exec", SlotsPerNode: 2, Scaling: api.Scaling{
+		Autoscale: &api.Autoscale{Formula: "{target_nodes: min(3, pending_tasks), target_spot_nodes: min(1, pending_tasks)}",
+			Interval: api.Duration(time.Second)},
+		MaxNodes: 4, Price: 0.40, SpotPrice: 0.12, Exec: &api.ExecProvider{Command: idleMachines(t)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Submit(bg, api.Submit{Job: api.JobCreate{ID: "sweep", PoolID: "render", BurstPoolIDs: []string{"burst"}},
+		Tasks: api.TaskAdd{Array: "1-16", Template: &api.TaskSpec{Command: []string{"sleep", "30"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("opening the job that bursts", chromedp.Navigate(env.Server.URL()+"/ui/#/jobs/sweep"))
+	b.until("the job's burst pool", `document.querySelector("a.burst-pool")?.textContent === "burst"`)
+	b.do("back to the pools view", chromedp.Click(chromedp.CSS(`nav a[data-nav="pools"]`)))
+	b.until("burst's card: three dedicated nodes and a marked spot node starting, the formula, the cost", `(() => {
+		const tiles = [...document.querySelectorAll('[data-pool="burst"] .tile')], spot = tiles.filter(e => e.dataset.spot === "true");
+		const card = document.querySelector('[data-pool="burst"]');
+		return tiles.length === 4 && tiles.every(e => e.dataset.state === "starting") && spot.length === 1 &&
+			getComputedStyle(spot[0], "::after").content !== "none" && getComputedStyle(tiles.find(e => e !== spot[0]), "::after").content === "none" &&
+			card.querySelector('[data-size="nodes"]').textContent === "nodes 3 of target 3" &&
+			card.querySelector('[data-size="spot"]').textContent === "spot nodes 1 of target 1" &&
+			card.querySelector('[data-size="autoscale"] code').textContent.includes("min(3, pending_tasks)") &&
+			card.querySelector('[data-size="cost"] b') !== null;
+	})()`)
+	b.shot("2-pools")
+	if n := evalAs[int](b, `document.querySelectorAll('[data-pool="render"] .tile[data-spot="true"]').length`); n != 0 {
+		t.Errorf("%d of render's nodes are marked spot, want none", n)
+	}
+
+	b.do("opening pool burst", chromedp.Click(chromedp.CSS(`[data-pool="burst"] h2 a`)))
+	b.until("the pool's formula, evaluations with the target, the chart and the resize error", `(() => {
+		const rows = [...document.querySelectorAll("#autoscale-runs tbody tr")];
+		return document.getElementById("pool-formula")?.textContent.includes("min(3, pending_tasks)") &&
+			rows.length >= 5 && rows.some(r => r.dataset.target === "3" && r.dataset.spotTarget === "1" &&
+				r.cells[2].textContent === "3 + 1 spot") &&
+			["pending_tasks", "target_nodes", "current_nodes"].every(s =>
+				document.querySelector('#autoscale-chart svg path.line[data-series="' + s + '"]') !== null) &&
+			document.querySelector("#resize-errors tbody td.wrap")?.textContent.includes("quota exceeded") &&
+			+document.getElementById("pool-cost")?.textContent > 0 &&
+			document.querySelectorAll('.tile[data-spot="true"]').length === 1;
+	})()`)
+	b.pageShot("10-pool-autoscale")
 	t.Logf("browser test took %v; screenshots in %s", time.Since(start).Round(time.Millisecond), b.dir)
+}
+
+// idleMachines writes an exec provider (see examples/providers) whose first
+// create fails, as when a quota is reached, and whose later creates report
+// every node asked for as creating: the machines never join, so the nodes
+// stay starting until their join timeout (10 minutes).
+func idleMachines(t *testing.T) string {
+	t.Helper()
+	script := `#!/bin/sh
+dir=$(dirname "$0")
+case "$1" in
+create)
+	req=$(cat)
+	if [ ! -e "$dir/failed-once" ]; then
+		: >"$dir/failed-once"
+		echo "quota exceeded in region test-1" >&2
+		exit 1
+	fi
+	printf '{"machines":['
+	sep=
+	for id in $(printf '%s' "$req" | grep -o '"id":"[^"]*"' | cut -d'"' -f4); do
+		printf '%s{"id":"%s","state":"creating"}' "$sep" "$id"
+		sep=,
+	done
+	echo ']}' ;;
+status) cat >/dev/null; echo '{"machines":[]}' ;;
+*) cat >/dev/null; echo '{}' ;;
+esac
+`
+	path := filepath.Join(t.TempDir(), "provider")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestJobViewWith100kTasks measures the job view on a 100,000-task job:

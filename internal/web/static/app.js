@@ -23,7 +23,7 @@
     return e;
   }
   function append(e, children) {
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === undefined || c === null || c === false) continue;
       e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -86,7 +86,52 @@
     return t.result === "success" ? badge("success", "succeeded") :
       badge("failure", "failed" + (t.failure_category ? " · " + t.failure_category : ""));
   }
+
+  // fmtNum writes a measured quantity (node-seconds, cost) with three
+  // significant digits below 100 and whole numbers above.
+  function fmtNum(n) {
+    n = n || 0;
+    if (Math.abs(n) >= 100) return Math.round(n).toLocaleString("en-US");
+    return n.toLocaleString("en-US", { maximumSignificantDigits: 3 });
+  }
+
+  // stepChart draws series of samples as step lines (a value holds until
+  // the next sample) from t0 to t1 in a hand-drawn SVG. A series is
+  // {name, points: [{t, v}], area, right, cls}: area fills under it, right
+  // puts it on a second scale at the right (nodes beside tasks). marks are
+  // times drawn as short red ticks on the time axis (failed evaluations).
+  function stepChart({ width, t0, t1, endLabel, series, marks, label }) {
+    const right = series.some((se) => se.right);
+    const W = Math.max(width || 600, 300), H = 140, L = 44, B = 22, T = 10, R = right ? 40 : 8;
+    const s = svg("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
+    const top = (side) => Math.max(1, ...series.filter((se) => !!se.right === side).flatMap((se) => se.points.map((p) => p.v)));
+    const maxL = top(false), maxR = top(true);
+    const x = (t) => L + ((t - t0) / Math.max(t1 - t0, 1)) * (W - L - R);
+    const y = (n, side) => T + (1 - n / (side ? maxR : maxL)) * (H - T - B);
+    const lbl = (tx, ty, text, anchor) => { const e = svg("text", { x: tx, y: ty, "text-anchor": anchor || "start" }); e.textContent = text; return e; };
+    s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }),
+      svg("line", { class: "grid", x1: L, y1: y(maxL), x2: W - R, y2: y(maxL) }),
+      lbl(L - 6, y(maxL) + 4, fmtInt(maxL), "end"), lbl(L - 6, H - B + 4, "0", "end"),
+      lbl(L, H - 5, fmtTime(new Date(t0).toISOString())), lbl(W - R, H - 5, endLabel || fmtTime(new Date(t1).toISOString()), "end"));
+    if (right) s.append(lbl(W - R + 6, y(maxR, true) + 4, fmtInt(maxR)), lbl(W - R + 6, H - B + 4, "0"));
+    for (const se of series) {
+      const pts = se.points;
+      if (!pts.length) continue;
+      let d = "";
+      pts.forEach((p, i) => {
+        const px = x(p.t).toFixed(1), py = y(p.v, se.right).toFixed(1);
+        d += i ? ` H${px} V${py}` : `M${px} ${py}`;
+      });
+      d += ` H${x(t1).toFixed(1)}`;
+      if (se.area) s.append(svg("path", { class: "area", d: d + ` V${H - B} H${x(pts[0].t).toFixed(1)} Z` }));
+      s.append(svg("path", { class: "line" + (se.cls ? " " + se.cls : ""), d, "data-series": se.name }));
+    }
+    for (const t of marks || []) s.append(svg("line", { class: "mark", x1: x(t), y1: H - B - 6, x2: x(t), y2: H - B + 3 }));
+    return s;
+  }
+
   function link(href, text) { return el("a", { href, text }); }
+  const poolHref = (p) => "#/pools/" + enc(p);
   const jobHref = (j) => "#/jobs/" + enc(j);
   const taskHref = (j, t) => "#/jobs/" + enc(j) + "/tasks/" + enc(t);
   const nodeHref = (n) => "#/nodes/" + enc(n);
@@ -181,6 +226,7 @@
     else if (parts[0] === "jobs" && parts.length === 2) view = jobView(parts[1], query);
     else if (parts[0] === "jobs" && parts[2] === "tasks" && parts.length === 4) view = taskView(parts[1], parts[3]);
     else if (parts[0] === "nodes" && parts.length === 2) view = nodeView(parts[1]);
+    else if (parts[0] === "pools" && parts.length === 2) view = poolView(parts[1]);
     else view = poolsView();
     for (const a of document.querySelectorAll("[data-nav]")) {
       if (a.dataset.nav === (parts[0] === "nodes" ? "pools" : parts[0] || "pools")) a.setAttribute("aria-current", "page");
@@ -237,8 +283,10 @@
 
   function poolsView() {
     const box = el("div");
-    return view({
+    const v = view({
       liveParams: { kind: "node,task,pool" },
+      // Evaluations and cost change without an event: look again each second.
+      tick: () => v.refresh.schedule(),
       render() {
         main.append(el("div", { class: "view-head" }, el("h1", { text: "Pools" }),
           el("p", { class: "sub", id: "pools-sub" })), box);
@@ -256,45 +304,207 @@
         fill(box, ...cards);
       },
     });
+    return v;
   }
 
-  function poolCard(p, nodes) {
-    const counts = {};
-    for (const n of nodes) counts[n.state] = (counts[n.state] || 0) + 1;
+  // slotUse sums the slots of a pool's reachable nodes and their tasks.
+  function slotUse(nodes) {
     const live = nodes.filter((n) => n.state !== "unreachable");
     const running = live.reduce((s, n) => s + n.running_tasks, 0);
     const queued = live.reduce((s, n) => s + n.assigned_tasks, 0);
     const slots = live.reduce((s, n) => s + n.slots, 0);
+    return `${fmtInt(running)} of ${fmtInt(slots)} slots running` + (queued ? ` · ${fmtInt(queued)} queued on nodes` : "");
+  }
+
+  // heatmap draws a pool's nodes as tiles coloured by state, spot nodes with
+  // a corner mark, and returns them after a legend of counts by state.
+  function heatmap(p, nodes) {
+    const counts = {};
+    let spot = 0;
+    for (const n of nodes) {
+      counts[n.state] = (counts[n.state] || 0) + 1;
+      if (n.spot) spot++;
+    }
     const legend = el("ul", { class: "state-counts", "aria-label": "Nodes by state" },
       nodeStates.filter((s) => counts[s]).map((s) =>
         el("li", { "data-state": s }, el("span", { class: "swatch sw-" + s, "aria-hidden": "true" }),
-          s.replaceAll("_", " ") + " ", el("b", { text: counts[s] }))));
-    if (!nodes.length) legend.append(el("li", { text: "no nodes joined yet" }));
+          s.replaceAll("_", " ") + " ", el("b", { text: counts[s] }))),
+      spot ? el("li", { "data-state": "spot" }, el("span", { class: "swatch sw-spot", "aria-hidden": "true" }),
+        "spot nodes ", el("b", { text: spot })) : null);
+    if (!nodes.length) legend.append(el("li", { text: "no nodes yet" }));
     // Few nodes get big tiles that say their slot use; many get small ones.
     const big = nodes.length <= 64;
     const tiles = el("ul", { class: "heatmap" + (big ? " big" : ""), "aria-label": `Nodes of pool ${p.id}` },
       nodes.map((n) => {
         const use = n.slots ? Math.min(n.running_tasks / n.slots, 1) : 0;
-        const label = `${n.id}: ${n.state.replaceAll("_", " ")}` +
+        const label = `${n.id}: ${n.spot ? "spot, " : ""}${n.state.replaceAll("_", " ")}` +
           (n.state === "running" ? `, ${n.running_tasks} of ${n.slots} slots running` : "") +
           (n.assigned_tasks ? `, ${n.assigned_tasks} queued` : "") + (n.drained ? ", drained" : "");
-        const a = el("a", { class: "tile s-" + n.state + (use > 0.5 ? " dark" : ""), href: nodeHref(n.id), "aria-label": label, title: label,
-          "data-node": n.id, "data-state": n.state, "data-use": use.toFixed(2) },
+        const a = el("a", { class: "tile s-" + n.state + (use > 0.5 ? " dark" : "") + (n.spot ? " spot" : ""), href: nodeHref(n.id),
+          "aria-label": label, title: label, "data-node": n.id, "data-state": n.state, "data-use": use.toFixed(2), "data-spot": String(!!n.spot) },
         big ? el("span", { class: "tile-text", "aria-hidden": "true", text: n.state === "running" ? `${n.running_tasks}/${n.slots}` : "" }) : null);
         a.style.setProperty("--use", use.toFixed(3));
         return el("li", {}, a);
       }));
+    return [legend, tiles];
+  }
+
+  const heatmapHint = (p) => el("p", { class: "meta hint" }, el("span", { class: "swatch sw-running-low", "aria-hidden": "true" }), " → ",
+    el("span", { class: "swatch sw-running", "aria-hidden": "true" }), " a running node darkens as its slots fill",
+    hasSpot(p) ? ["; ", el("span", { class: "swatch sw-spot", "aria-hidden": "true" }), " marks a spot node"] : null,
+    ". Select a node for its tasks and events.");
+
+  const priced = (p) => p.price > 0 || p.spot_price > 0;
+  // sized says a pool's target means something: a provider or a formula
+  // sets it, or someone resized the pool.
+  const sized = (p) => p.provider !== "static" || !!p.autoscale || p.target_nodes > 0;
+  const hasSpot = (p) => p.target_spot_nodes > 0 || p.current_spot_nodes > 0 || p.spot_price > 0;
+
+  // poolSizes says a pool's current and target size (dedicated and spot),
+  // its formula and, when it has a price, its cost so far.
+  function poolSizes(p) {
+    const a = p.autoscale;
+    const u = p.usage || {};
+    return el("ul", { class: "sizes", "aria-label": `Size of pool ${p.id}` },
+      el("li", { "data-size": "nodes" }, "nodes ", el("b", { text: fmtInt(p.current_nodes) }),
+        sized(p) ? [" of target ", el("b", { text: fmtInt(p.target_nodes) })] : null),
+      hasSpot(p) ? el("li", { "data-size": "spot" }, "spot nodes ", el("b", { text: fmtInt(p.current_spot_nodes) }),
+        " of target ", el("b", { text: fmtInt(p.target_spot_nodes) })) : null,
+      a ? el("li", { "data-size": "autoscale" }, "autoscale ", autoscaleBadge(a), " ", el("code", { class: "formula", text: a.formula })) : null,
+      priced(p) ? el("li", { "data-size": "cost" }, "cost so far ", el("b", { text: fmtNum(u.cost) }),
+        ` (${fmtNum(u.node_seconds / 3600)} node-hours)`) : null);
+  }
+  const autoscaleBadge = (a) => el("span", { class: "badge " + (a.enabled ? "b-on" : "b-off"), text: a.enabled ? "on" : "off" });
+
+  function poolCard(p, nodes) {
     return el("section", { class: "card pool", "aria-labelledby": "pool-" + p.id, "data-pool": p.id },
       el("div", { class: "card-head" },
-        el("h2", { id: "pool-" + p.id, text: p.id }),
+        el("h2", { id: "pool-" + p.id }, link(poolHref(p.id), p.id)),
         el("span", { class: "meta", text:
-          `${p.provider} · ${p.slots_per_node ? p.slots_per_node + " slots per node" : "slots = cores"} · ${p.fill_policy} · ` +
-          `target ${p.target_nodes}, current ${p.current_nodes}` }),
-        el("span", { class: "meta slot-use", text: `${fmtInt(running)} of ${fmtInt(slots)} slots running` + (queued ? ` · ${fmtInt(queued)} queued on nodes` : "") })),
-      legend, tiles,
-      el("p", { class: "meta hint" }, el("span", { class: "swatch sw-running-low", "aria-hidden": "true" }), " → ",
-        el("span", { class: "swatch sw-running", "aria-hidden": "true" }),
-        " a running node darkens as its slots fill. Select a node for its tasks and events."));
+          `${p.provider} · ${p.slots_per_node ? p.slots_per_node + " slots per node" : "slots = cores"} · ${p.fill_policy}` }),
+        el("span", { class: "meta slot-use", text: slotUse(nodes) })),
+      poolSizes(p), heatmap(p, nodes), heatmapHint(p));
+  }
+
+  // ---- one pool: settings, nodes, autoscale history ----------------------
+
+  function poolView(poolID) {
+    const head = el("div"), facts = el("dl", { class: "facts", id: "pool-facts" }), nodesBox = el("div");
+    const historySub = el("span", { class: "meta" });
+    const chartBox = el("div", { class: "chart-box", id: "autoscale-chart" });
+    const runsBody = el("tbody"), errorsBody = el("tbody");
+    let pool = null;
+
+    function drawFacts(p) {
+      const a = p.autoscale, u = p.usage || {};
+      const bounds = p.min_nodes || p.max_nodes ? `min ${p.min_nodes || 0}` + (p.max_nodes ? `, max ${p.max_nodes}` : ", no max") : "none";
+      fill(facts, ...[
+        ["Provider", p.provider],
+        ["Slots per node", p.slots_per_node || "= cores"],
+        ["Nodes", fmtInt(p.current_nodes) + (sized(p) ? ` of target ${fmtInt(p.target_nodes)}` : "")],
+        hasSpot(p) ? ["Spot nodes", `${fmtInt(p.current_spot_nodes)} of target ${fmtInt(p.target_spot_nodes)}`] : null,
+        ["Autoscale", a ? [autoscaleBadge(a), a.interval ? ` every ${a.interval}` : "", el("br"),
+          el("code", { class: "formula", id: "pool-formula", text: a.formula })] : "none: the size is set by pool resize"],
+        ["Bounds", bounds],
+        ["Deallocation", p.deallocation || "requeue"],
+        priced(p) ? ["Price", `${fmtNum(p.price)} per node-hour` + (p.spot_price ? `, spot ${fmtNum(p.spot_price)}` : "")] : null,
+        ["Node time", `${fmtNum(u.node_seconds / 3600)} node-hours` + (u.spot_node_seconds ? ` (${fmtNum(u.spot_node_seconds / 3600)} spot)` : "")],
+        priced(p) ? ["Cost so far", el("b", { id: "pool-cost", text: fmtNum(u.cost) })] : null,
+        ["Created", fmtTime(p.created_at)],
+      ].filter(Boolean).flatMap(([k, val]) => [el("dt", { text: k }), el("dd", {}, val)]));
+    }
+
+    // drawHistory charts the applied evaluations (pending tasks on the
+    // left scale, target and current nodes, dedicated and spot together,
+    // on the right) and lists every kept one, newest first.
+    function drawHistory() {
+      const p = pool;
+      if (!p) return;
+      const runs = p.autoscale_runs || [];
+      const applied = runs.filter((r) => !r.dry_run).map((r) => ({ ...r, t: Date.parse(r.time) }));
+      const withVars = applied.filter((r) => r.vars);
+      historySub.textContent = runs.length ? `last ${runs.length} evaluation${runs.length === 1 ? "" : "s"}` : "";
+      if (!applied.length) {
+        fill(chartBox, el("p", { class: "empty", text: p.autoscale ? "No evaluations yet." :
+          "This pool has no autoscale formula (lote pool autoscale enable)." }));
+      } else {
+        // Each evaluation's values hold until the next: the last one for
+        // the mean time between evaluations (or a second).
+        const t0 = applied[0].t, tn = applied[applied.length - 1].t;
+        const t1 = tn + (applied.length > 1 ? (tn - t0) / (applied.length - 1) : 1000);
+        const pending = withVars.map((r) => ({ t: r.t, v: r.vars.pending_tasks || 0 }));
+        const target = applied.filter((r) => !r.error).map((r) => ({ t: r.t, v: r.target_nodes + r.target_spot_nodes }));
+        const current = withVars.map((r) => ({ t: r.t, v: (r.vars.current_nodes || 0) + (r.vars.current_spot_nodes || 0) }));
+        const failed = applied.filter((r) => r.error).map((r) => r.t);
+        const last = (pts) => (pts.length ? pts[pts.length - 1].v : "–");
+        const series = [
+          { name: "pending_tasks", area: true, points: pending },
+          { name: "target_nodes", right: true, cls: "l-target", points: target },
+          { name: "current_nodes", right: true, cls: "l-nodes", points: current },
+        ];
+        fill(chartBox, el("h3", { text: "Pending tasks and nodes" }),
+          stepChart({ width: chartBox.clientWidth, t0, t1, endLabel: "last " + fmtTime(new Date(tn).toISOString()), series, marks: failed,
+            label: `Autoscale evaluations from ${fmtTime(new Date(t0).toISOString())} to ${fmtTime(new Date(tn).toISOString())}: ` +
+              `last pending tasks ${last(pending)}, target nodes ${last(target)}, nodes ${last(current)}` +
+              (failed.length ? `; ${failed.length} failed` : "") }),
+          el("ul", { class: "chart-legend", "aria-hidden": "true" },
+            el("li", {}, el("span", { class: "key k-pending" }), "pending tasks (left scale)"),
+            el("li", {}, el("span", { class: "key k-target" }), "target nodes (right)"),
+            el("li", {}, el("span", { class: "key k-nodes" }), "nodes (right)"),
+            failed.length ? el("li", {}, el("span", { class: "key k-mark" }), "failed evaluation") : null));
+      }
+      const both = (d, s) => (s ? `${fmtInt(d)} + ${fmtInt(s)} spot` : fmtInt(d));
+      fill(runsBody, ...[...runs].reverse().map((r) => el("tr", { "data-target": r.error ? "" : r.target_nodes,
+        "data-spot-target": r.error ? "" : r.target_spot_nodes, "data-error": r.error ? "true" : "false" },
+      el("td", { text: fmtTime(r.time) }),
+      el("td", { class: "num", text: r.vars ? fmtInt(r.vars.pending_tasks) : "–" }),
+      el("td", { class: "num", text: r.error ? "–" : both(r.target_nodes, r.target_spot_nodes) }),
+      el("td", { class: "num", text: r.vars ? both(r.vars.current_nodes, r.vars.current_spot_nodes) : "–" }),
+      el("td", { class: "wrap" }, r.error ? el("span", { class: "error", text: r.error }) :
+        (r.dry_run ? "dry run, not applied" : "ok") + (r.deallocation ? ` · deallocation ${r.deallocation}` : "")))));
+      if (!runs.length) runsBody.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: "No evaluations kept." })));
+      const errs = p.resize_errors || [];
+      fill(errorsBody, ...[...errs].reverse().map((e) => el("tr", {},
+        el("td", { text: fmtTime(e.time) }), el("td", { class: "wrap", text: e.message }))));
+      if (!errs.length) errorsBody.append(el("tr", {}, el("td", { colspan: 2, class: "empty", text: "No resize errors." })));
+    }
+
+    const table = (id, label, cols, body) => el("div", { class: "table-wrap" }, el("table", { id, "aria-label": label },
+      el("thead", {}, el("tr", {}, cols.map(([h, cls]) => el("th", { scope: "col", class: cls, text: h })))), body));
+    const v = view({
+      liveParams: { pool: poolID, kind: "node,pool" },
+      // Evaluations come without an event: look again each second.
+      tick: () => v.refresh.schedule(),
+      render() {
+        main.append(head,
+          el("div", { class: "grid2" },
+            el("section", { class: "card", "aria-labelledby": "pf-h" }, el("h2", { id: "pf-h", class: "card-head", text: "Details" }), facts),
+            el("section", { class: "card", "aria-labelledby": "pn-h" }, el("h2", { id: "pn-h", class: "card-head", text: "Nodes" }), nodesBox)),
+          el("section", { class: "card", "aria-labelledby": "ph-h" },
+            el("div", { class: "card-head" }, el("h2", { id: "ph-h", text: "Autoscale history" }), historySub),
+            chartBox,
+            table("autoscale-runs", "Autoscale evaluations", [["Time"], ["Pending tasks", "num"], ["Target", "num"], ["Nodes", "num"], ["Result"]], runsBody)),
+          el("section", { class: "card", "aria-labelledby": "pe-h" }, el("h2", { id: "pe-h", class: "card-head", text: "Resize errors" }),
+            table("resize-errors", "Resize errors", [["Time"], ["Message"]], errorsBody)));
+      },
+      async refresh(signal) {
+        const [p, list] = await Promise.all([
+          getJSON("/pools/" + enc(poolID), signal),
+          getJSON("/pools/" + enc(poolID) + "/nodes", signal),
+        ]);
+        clearError();
+        pool = p;
+        document.title = `Pool ${p.id} · Lote`;
+        fill(head,
+          el("div", { class: "crumbs" }, link("#/pools", "Pools"), " / ", p.id),
+          el("div", { class: "view-head" }, el("h1", { text: "Pool " + p.id }),
+            el("p", { class: "sub", text: `${p.provider} · ${p.fill_policy} · ${slotUse(list.nodes)}` })));
+        drawFacts(p);
+        fill(nodesBox, heatmap(p, list.nodes), heatmapHint(p));
+        drawHistory();
+      },
+    });
+    return v;
   }
 
   // ---- jobs -------------------------------------------------------------
@@ -356,7 +566,7 @@
           const c = j.task_counts;
           return el("tr", { "data-job": j.id },
             el("td", {}, link(jobHref(j.id), j.id)),
-            el("td", { text: j.pool_id }),
+            el("td", {}, link(poolHref(j.pool_id), j.pool_id)),
             el("td", {}, badge(j.state)),
             el("td", { class: "num", text: j.priority }),
             el("td", {}, el("div", { class: "cell-progress" }, progressBar(c),
@@ -492,13 +702,18 @@
       fill(head,
         el("div", { class: "crumbs" }, link("#/jobs", "Jobs"), " / ", j.id),
         el("div", { class: "view-head" }, el("h1", { text: "Job " + j.id }), badge(j.state),
-          el("p", { class: "sub" }, "pool ", link("#/pools", j.pool_id), ` · priority ${j.priority} · created ${fmtTime(j.created_at)}` +
+          el("p", { class: "sub" }, "pool ", link(poolHref(j.pool_id), j.pool_id),
+            j.burst_pool_ids?.length ? [" · bursts to ", j.burst_pool_ids.map((id, i) => [i ? ", " : "", el("a", { href: poolHref(id), class: "burst-pool", text: id })])] : null,
+            ` · priority ${j.priority} · created ${fmtTime(j.created_at)}` +
             (j.completed_at ? ` · completed ${fmtTime(j.completed_at)}` : "") +
             (j.tags ? " · " + Object.entries(j.tags).map(([k, v]) => `${k}=${v}`).join(", ") : ""))));
       fill(countsBox, progressBar(c, true),
         el("ul", { class: "counts", "aria-label": "Tasks by state" },
           [["total", totalOf(c)], ["waiting", c.active], ["assigned", c.assigned + c.preparing], ["running", c.running],
             ["succeeded", c.succeeded], ["failed", c.failed]].map(([k, n]) => el("li", { "data-count": k }, k + " ", el("b", { text: fmtInt(n) })))),
+        j.node_seconds || j.cost ? el("ul", { class: "counts", "aria-label": "Usage of ended attempts" },
+          [["slot-seconds", j.slot_seconds], ["node-seconds", j.node_seconds], j.cost ? ["cost", j.cost] : null].filter(Boolean)
+            .map(([k, n]) => el("li", { "data-usage": k }, k + " ", el("b", { text: fmtNum(n) })))) : null,
         j.pending_reason ? el("p", { class: "meta", text: "Waiting tasks wait because: " + j.pending_reason.replaceAll("_", " ") }) : null);
     }
 
@@ -512,32 +727,17 @@
     }
 
     function drawChart() {
-      const W = Math.max(chartBox.clientWidth || 600, 300), H = 140, L = 44, B = 22, T = 10, R = 8;
-      const s = svg("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img" });
       const now = Date.now();
       // From the first sample (the job's start, when the events reach back
       // that far), at least ten seconds wide.
       const t0 = Math.min(samples.length ? samples[0].t : now, now - 10e3);
       const maxY = Math.max(1, ...samples.map((p) => p.running));
-      const x = (t) => L + ((t - t0) / Math.max(now - t0, 1)) * (W - L - R);
-      const y = (n) => T + (1 - n / maxY) * (H - T - B);
-      s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }),
-        svg("line", { class: "grid", x1: L, y1: y(maxY), x2: W - R, y2: y(maxY) }));
-      const lbl = (tx, ty, text, anchor) => { const e = svg("text", { x: tx, y: ty, "text-anchor": anchor || "start" }); e.textContent = text; return e; };
-      s.append(lbl(L - 6, y(maxY) + 4, fmtInt(maxY), "end"), lbl(L - 6, H - B + 4, "0", "end"),
-        lbl(L, H - 5, fmtTime(new Date(t0).toISOString())), lbl(W - R, H - 5, "now", "end"));
-      if (samples.length) {
-        // A step line: the count holds until the next sample.
-        let d = "";
-        samples.forEach((p, i) => {
-          d += (i ? ` H${x(p.t).toFixed(1)} V${y(p.running).toFixed(1)}` : `M${x(p.t).toFixed(1)} ${y(p.running).toFixed(1)}`);
-        });
-        d += ` H${x(now).toFixed(1)}`;
-        s.append(svg("path", { class: "area", d: d + ` V${H - B} H${x(samples[0].t).toFixed(1)} Z` }), svg("path", { class: "line", d }));
-      }
       const lastN = samples.length ? samples[samples.length - 1].running : 0;
-      s.setAttribute("aria-label", `Running tasks over the last ${fmtDur(now - t0)}: now ${lastN}, at most ${maxY}`);
-      fill(chartBox, el("h3", { text: "Running tasks" }), s);
+      fill(chartBox, el("h3", { text: "Running tasks" }), stepChart({
+        width: chartBox.clientWidth, t0, t1: now, endLabel: "now",
+        series: [{ name: "running", area: true, points: samples.map((p) => ({ t: p.t, v: p.running })) }],
+        label: `Running tasks over the last ${fmtDur(now - t0)}: now ${lastN}, at most ${maxY}`,
+      }));
     }
 
     // backfill rebuilds the recent past of the chart from the job's last
@@ -743,9 +943,10 @@
         clearError();
         document.title = `Node ${n.id} · Lote`;
         fill(head,
-          el("div", { class: "crumbs" }, link("#/pools", "Pools"), " / ", n.pool_id, " / ", n.id),
+          el("div", { class: "crumbs" }, link("#/pools", "Pools"), " / ", link(poolHref(n.pool_id), n.pool_id), " / ", n.id),
           el("div", { class: "view-head" }, el("h1", { text: "Node " + n.id }), badge(n.state),
-            el("p", { class: "sub", text: `pool ${n.pool_id} · ${n.hostname}` })));
+            n.spot ? el("span", { class: "badge b-spot", text: "spot" }) : null,
+            el("p", { class: "sub", text: `pool ${n.pool_id}` + (n.hostname ? ` · ${n.hostname}` : "") })));
         fill(facts, ...[
           ["State", n.state.replaceAll("_", " ") + (n.drained ? " (drained)" : "")],
           ["Connected", n.connected ? "yes" : "no"],
