@@ -207,43 +207,76 @@ func TestSpotPreemption(t *testing.T) {
 	noAgentsOf(t, home, []string{first})
 }
 
-// TestResizeTaskCompletion: shrinking a local pool with deallocation
-// task_completion lets a running task finish (never kills it) and removes
-// the node after.
-func TestResizeTaskCompletion(t *testing.T) {
+// TestResizeDeallocation: shrinking a local pool under a running task, by
+// each deallocation option. requeue kills the task and requeues it with no
+// retry used (it completes once the pool has a node again); terminate
+// kills it and it fails; task_completion lets it finish (never kills it)
+// and removes the node after.
+func TestResizeDeallocation(t *testing.T) {
 	t.Parallel()
 	home := testRoot(t)
-	c := startUp(t, home, "--nodes", "1")
-	release := filepath.Join(home, "release")
-	c.must("pool", "create", "D", "--provider", "local", "--allow-root", "--slots", "1", "--nodes", "1")
-	c.awaitNodes("D", 1)
-	c.must("submit", "--job", "T", "--pool", "D", "--shell", "--",
-		`while [ ! -e `+release+` ]; do sleep 0.05; done; echo finished`)
-	waitFor(t, 30*time.Second, "the task to run", func() error {
-		if st := c.task("T", "task-1").State; st != "running" {
-			return fmt.Errorf("task %s", st)
-		}
-		return nil
-	})
-	c.must("pool", "resize", "D", "--nodes", "0", "--deallocation", "task_completion")
-	c.awaitPool("D", "its node leaving", 30*time.Second, func(p api.Pool, nodes []api.Node) error {
-		if len(nodes) != 1 || nodes[0].State != "leaving" {
-			return fmt.Errorf("nodes %+v", nodes)
-		}
-		return nil
-	})
-	if st := c.task("T", "task-1").State; st != "running" {
-		t.Fatalf("task %s after the resize, want still running", st)
+	up := startUp(t, home, "--nodes", "1")
+	for _, mode := range []string{"requeue", "terminate", "task_completion"} {
+		t.Run(mode, func(t *testing.T) {
+			c := *up
+			c.t = t
+			pool, job := "D-"+mode, "T-"+mode
+			release := filepath.Join(home, "release-"+mode)
+			c.must("pool", "create", pool, "--provider", "local", "--allow-root", "--slots", "1", "--nodes", "1")
+			c.awaitNodes(pool, 1)
+			c.must("submit", "--job", job, "--pool", pool, "--max-retries", "0", "--shell", "--",
+				`while [ ! -e `+release+` ]; do sleep 0.05; done; echo finished`)
+			var first string
+			waitFor(t, 30*time.Second, "the task to run", func() error {
+				tk := c.task(job, "task-1")
+				if tk.State != "running" {
+					return fmt.Errorf("task %s", tk.State)
+				}
+				first = tk.NodeID
+				return nil
+			})
+			c.must("pool", "resize", pool, "--nodes", "0", "--deallocation", mode)
+			if mode == "task_completion" {
+				c.awaitPool(pool, "its node leaving", 30*time.Second, func(p api.Pool, nodes []api.Node) error {
+					if len(nodes) != 1 || nodes[0].State != "leaving" {
+						return fmt.Errorf("nodes %+v", nodes)
+					}
+					return nil
+				})
+				if st := c.task(job, "task-1").State; st != "running" {
+					t.Fatalf("task %s after the resize, want still running", st)
+				}
+				os.WriteFile(release, nil, 0o644)
+			}
+			c.awaitPool(pool, "no nodes", 30*time.Second, func(p api.Pool, nodes []api.Node) error {
+				if len(nodes) != 0 {
+					return fmt.Errorf("%d nodes", len(nodes))
+				}
+				return nil
+			})
+			noAgentsOf(t, home, []string{first})
+			if mode == "requeue" {
+				if tk := c.task(job, "task-1"); tk.State != "active" || tk.Retries != 0 {
+					t.Errorf("requeued task %s, retries %d; want active, none used", tk.State, tk.Retries)
+				}
+				c.must("pool", "resize", pool, "--nodes", "1")
+			}
+			os.WriteFile(release, nil, 0o644)
+			c.awaitJob(job, 60*time.Second)
+			tk := c.task(job, "task-1")
+			switch mode {
+			case "terminate":
+				if tk.Result != "failure" || tk.FailureCategory != "infra" || len(tk.Attempts) != 1 {
+					t.Errorf("terminated task: %s (%s), %d attempts; want one attempt failed as infra", tk.Result, tk.FailureCategory, len(tk.Attempts))
+				}
+			default:
+				if tk.Result != "success" || tk.Retries != 0 {
+					t.Errorf("task %s with %d retries, want success with none used", tk.Result, tk.Retries)
+				}
+			}
+			if mode == "requeue" && (len(tk.Attempts) != 2 || tk.NodeID == first) {
+				t.Errorf("requeued task: %d attempts, last on %s; want a second attempt on a new node", len(tk.Attempts), tk.NodeID)
+			}
+		})
 	}
-	os.WriteFile(release, nil, 0o644)
-	j := c.awaitJob("T", 30*time.Second)
-	if j.TaskCounts.Succeeded != 1 {
-		t.Errorf("task counts %+v, want the running task to succeed", j.TaskCounts)
-	}
-	c.awaitPool("D", "no nodes", 30*time.Second, func(p api.Pool, nodes []api.Node) error {
-		if len(nodes) != 0 {
-			return fmt.Errorf("%d nodes", len(nodes))
-		}
-		return nil
-	})
 }
