@@ -176,6 +176,27 @@ func dump(c *core.Core) string {
 	return b.String()
 }
 
+// orderDump lists what dump leaves unordered: each job's ready list and each
+// node's tasks, in the core's order.
+func orderDump(c *core.Core) string {
+	var b strings.Builder
+	for _, j := range c.Jobs() {
+		fmt.Fprintf(&b, "job %s ready", j.ID)
+		for _, t := range core.JobReady(j) {
+			fmt.Fprintf(&b, " %s", t.ID)
+		}
+		b.WriteByte('\n')
+	}
+	for _, n := range allNodes(c) {
+		fmt.Fprintf(&b, "node %s tasks", n.ID)
+		for _, t := range n.Tasks() {
+			fmt.Fprintf(&b, " %s/%s", t.Job.ID, t.ID)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
 // diffLines reports the first lines where two dumps differ.
 func diffLines(want, got string) string {
 	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")

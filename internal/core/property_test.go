@@ -556,6 +556,29 @@ func (s *sim) restore() {
 	if want, got := dump(s.c), dump(r.c); want != got {
 		s.failf("restored core differs:\n%s", diffLines(want, got))
 	}
+	// The store hands task records over in batches, in no particular
+	// order, and reuses a batch's memory once it was taken.
+	snap := s.fx.Snapshot()
+	rng := rand.New(rand.NewSource(int64(s.restores)))
+	rng.Shuffle(len(snap.Tasks), func(i, j int) { snap.Tasks[i], snap.Tasks[j] = snap.Tasks[j], snap.Tasks[i] })
+	rs, err := core.NewRestorer(core.Config{}, s.fx, snap, s.now)
+	if err != nil {
+		s.failf("restore in batches: %v", err)
+	}
+	batch := make([]core.TaskRecord, 0, 8)
+	for rest := snap.Tasks; len(rest) > 0; {
+		n := min(1+rng.Intn(cap(batch)), len(rest))
+		batch = append(batch[:0], rest[:n]...)
+		rest = rest[n:]
+		if err := rs.AddTasks(batch); err != nil {
+			s.failf("restore in batches: %v", err)
+		}
+		clear(batch)
+	}
+	shuffled := rs.Core()
+	if want, got := dump(r.c)+orderDump(r.c), dump(shuffled)+orderDump(shuffled); want != got {
+		s.failf("restored from shuffled batches of records, the core differs:\n%s", diffLines(want, got))
+	}
 	for _, n := range allNodes(s.c) {
 		if !n.Connected {
 			continue

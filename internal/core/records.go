@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -197,6 +198,35 @@ type Snapshot struct {
 // a fresh heartbeat deadline, so agents that reconnect in time keep their
 // tasks.
 func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
+	r, err := NewRestorer(cfg, fx, s, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.AddTasks(s.Tasks); err != nil {
+		return nil, err
+	}
+	return r.Core(), nil
+}
+
+// Restorer is Restore in steps, so that the shell can rebuild tasks while
+// the store is still reading them (a million task rows take seconds to
+// decode): NewRestorer takes every record but the tasks', AddTasks takes
+// task records in batches and in any order, Core returns the result.
+type Restorer struct {
+	c *Core
+	// blocks hold each job's tasks below its groups' cursors, allocated
+	// at once. Records come grouped by job, so the job of the last record
+	// and its block are kept at hand.
+	blocks map[*Job][]Task
+	held   []*Task // tasks on a node
+	last   *Job
+	lastID string
+	block  []Task // blocks[last], until the job changes
+}
+
+// NewRestorer starts rebuilding a core from s; s.Tasks are left to
+// AddTasks.
+func NewRestorer(cfg Config, fx Effects, s Snapshot, now time.Time) (*Restorer, error) {
 	c := New(cfg, fx)
 	for _, r := range s.Pools {
 		c.pools[key(r.ID)] = &Pool{
@@ -279,34 +309,109 @@ func Restore(cfg Config, fx Effects, s Snapshot, now time.Time) (*Core, error) {
 			j.Counts[TaskActive] += g.count - g.cursor
 		}
 	}
-	tasks := slices.Clone(s.Tasks)
-	slices.SortFunc(tasks, func(a, b TaskRecord) int {
-		if a.GroupSeq != b.GroupSeq {
-			return a.GroupSeq - b.GroupSeq
+	// Every position below a group's cursor has a task record (those at
+	// or past it are rare), so the cursors size each job's task map and
+	// the one allocation its task objects come from.
+	rs := &Restorer{c: c, blocks: map[*Job][]Task{}}
+	for _, j := range c.jobList {
+		n := 0
+		for _, g := range j.Groups {
+			n += g.cursor
 		}
-		return a.Pos - b.Pos
-	})
-	for _, r := range tasks {
-		if err := c.restoreTask(r); err != nil {
-			return nil, err
+		if n > 0 {
+			j.Tasks = make(map[string]*Task, n)
+			rs.blocks[j] = make([]Task, 0, n)
 		}
 	}
+	return rs, nil
+}
+
+// AddTasks restores tasks from their records. Records may come in any
+// order and recs may be reused once it returns.
+func (r *Restorer) AddTasks(recs []TaskRecord) error {
+	for i := range recs {
+		rec := &recs[i]
+		if r.last == nil || rec.JobID != r.lastID {
+			j := r.c.jobs[key(rec.JobID)]
+			if j != r.last {
+				if r.last != nil {
+					r.blocks[r.last] = r.block
+				}
+				r.block = r.blocks[j]
+			}
+			r.last, r.lastID = j, rec.JobID
+		}
+		j := r.last
+		if j == nil || rec.GroupSeq >= len(j.Groups) {
+			return fmt.Errorf("task %q: no job %q or group %d", rec.ID, rec.JobID, rec.GroupSeq)
+		}
+		var t *Task
+		if len(r.block) < cap(r.block) {
+			r.block = r.block[:len(r.block)+1]
+			t = &r.block[len(r.block)-1]
+		} else {
+			t = new(Task)
+		}
+		if err := r.c.restoreTask(j, rec, t); err != nil {
+			return err
+		}
+		if t.Node != nil {
+			r.held = append(r.held, t)
+		}
+	}
+	return nil
+}
+
+// Core finishes the rebuild: only a job's ready list and a node's task
+// list depend on the order of the records, so they are put in the order
+// the core materializes tasks in (by group and position) here.
+func (r *Restorer) Core() *Core {
+	c := r.c
+	for _, j := range c.jobList {
+		if !slices.IsSortedFunc(j.ready, byPosition) {
+			slices.SortFunc(j.ready, byPosition)
+		}
+	}
+	slices.SortFunc(r.held, byPosition)
+	for _, t := range r.held {
+		n := t.Node
+		t.nodeSlot = len(n.tasks)
+		n.tasks = append(n.tasks, t)
+		req := &t.Template().Req
+		n.usedSlots += max(req.Slots, 1)
+		n.usedCores += req.Cores
+		n.usedMem += req.Memory
+		if t.State == TaskRunning {
+			n.running++
+		}
+	}
+	r.held = nil
 	for _, j := range c.jobList {
 		if j.State == JobActive && j.hasWaiting() {
 			c.wake(j)
 		}
 	}
-	return c, nil
+	return c
 }
 
-func (c *Core) restoreTask(r TaskRecord) error {
-	j := c.jobs[key(r.JobID)]
-	if j == nil || r.GroupSeq >= len(j.Groups) {
-		return fmt.Errorf("task %q: no job %q or group %d", r.ID, r.JobID, r.GroupSeq)
+// byPosition orders tasks by group and position, then by number: the order
+// of a job's ready list and of a node's tasks after a restore.
+func byPosition(a, b *Task) int {
+	if a.Group.Seq != b.Group.Seq {
+		return a.Group.Seq - b.Group.Seq
 	}
+	if a.Pos != b.Pos {
+		return a.Pos - b.Pos
+	}
+	return cmp.Compare(a.Num, b.Num)
+}
+
+// restoreTask fills t from r, a task of j, and counts it in its job and
+// group; a task held by a node gets its Node but is not yet in its list.
+func (c *Core) restoreTask(j *Job, r *TaskRecord, t *Task) error {
 	g := j.Groups[r.GroupSeq]
 	c.taskSeq = max(c.taskSeq, r.Num)
-	t := &Task{
+	*t = Task{
 		Num: r.Num, Job: j, Group: g, Pos: r.Pos, ID: r.ID, State: r.State, Attempt: r.Attempt, Retries: r.Retries,
 		Requeues: r.Requeues, Cur: r.Cur, History: r.History,
 	}
@@ -339,15 +444,6 @@ func (c *Core) restoreTask(r TaskRecord) error {
 			return fmt.Errorf("task %s/%s: no node %q", j.ID, t.ID, r.Cur.NodeID)
 		}
 		t.Node = n
-		t.nodeSlot = len(n.tasks)
-		n.tasks = append(n.tasks, t)
-		req := &t.Template().Req
-		n.usedSlots += max(req.Slots, 1)
-		n.usedCores += req.Cores
-		n.usedMem += req.Memory
-		if t.State == TaskRunning {
-			n.running++
-		}
 		g.live++
 	}
 	return nil

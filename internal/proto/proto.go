@@ -259,6 +259,9 @@ func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
 
 // Unmarshal decodes a frame.
 func Unmarshal(b []byte, v any) error {
+	if decodeFast(b, v) {
+		return nil
+	}
 	if err := decMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decoding frame: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,10 @@ type engine struct {
 	// it again, alone and before anything newer, until it succeeds; its
 	// effects stay held until then. Only the committer touches it.
 	pending *batch
+	// spare is the last batch released: the next batch reuses its maps,
+	// which would otherwise grow again from nothing at every commit. Only
+	// the committer touches it.
+	spare *batch
 
 	sessions sync.Map                    // node key → *session
 	idem     map[string]store.Idempotent // guarded by mu
@@ -81,10 +86,13 @@ type batch struct {
 	tasks   map[*core.Task]struct{}
 	logs    []core.LogRecord
 	meta    map[string]string
-	deleted struct{ jobs, pools, nodes []string }
-	idem    []store.Idempotent
-	tokens  []store.Token
-	owners  []store.DataOwner
+	deleted struct {
+		jobs         []store.DeletedJob
+		pools, nodes []string
+	}
+	idem   []store.Idempotent
+	tokens []store.Token
+	owners []store.DataOwner
 
 	out    map[*core.Node]*outFrame
 	acks   map[*session]uint64
@@ -114,6 +122,36 @@ func newBatch(seq uint64) *batch {
 	}
 }
 
+// nextBatch is newBatch with the spare batch's maps, emptied.
+func (e *engine) nextBatch(seq uint64) *batch {
+	old := e.spare
+	if old == nil {
+		return newBatch(seq)
+	}
+	e.spare = nil
+	return &batch{
+		seq:     seq,
+		pools:   recycled(old.pools),
+		nodes:   recycled(old.nodes),
+		jobs:    recycled(old.jobs),
+		groups:  recycled(old.groups),
+		cursors: recycled(old.cursors),
+		tasks:   recycled(old.tasks),
+		out:     recycled(old.out),
+		acks:    recycled(old.acks),
+	}
+}
+
+// recycled empties m for reuse, or returns a new map when m holds more than
+// is worth keeping (clearing a map costs its capacity, at every commit).
+func recycled[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) > 1<<14 {
+		return map[K]V{}
+	}
+	clear(m)
+	return m
+}
+
 // The engine is the core's Effects: everything lands in the open batch.
 func (e *engine) SavePool(p *core.Pool)    { e.open.pools[p] = struct{}{} }
 func (e *engine) SaveNode(n *core.Node)    { e.open.nodes[n] = struct{}{} }
@@ -141,7 +179,18 @@ func (e *engine) ReleaseJob(n *core.Node, j *core.Job) {
 	f.release = append(f.release, proto.JobRelease{Job: j.ID, Task: nodeTaskOut(st)})
 }
 
-func (e *engine) DeleteJob(j *core.Job) { e.open.deleted.jobs = append(e.open.deleted.jobs, j.ID) }
+// DeleteJob records the deletion with the range of the job's task numbers,
+// where the store finds their rows.
+func (e *engine) DeleteJob(j *core.Job) {
+	d := store.DeletedJob{ID: j.ID}
+	for _, t := range j.Tasks {
+		if d.LastTask == 0 || t.Num < d.FirstTask {
+			d.FirstTask = t.Num
+		}
+		d.LastTask = max(d.LastTask, t.Num)
+	}
+	e.open.deleted.jobs = append(e.open.deleted.jobs, d)
+}
 func (e *engine) DeletePool(p *core.Pool) {
 	delete(e.open.pools, p)
 	e.open.deleted.pools = append(e.open.deleted.pools, p.ID)
@@ -309,7 +358,7 @@ func (e *engine) commitOnce(ctx context.Context) error {
 		b = e.open
 		e.seal(b)
 		e.seq++
-		e.open = newBatch(e.seq)
+		e.open = e.nextBatch(e.seq)
 		e.mu.Unlock()
 	}
 
@@ -328,6 +377,7 @@ func (e *engine) commitOnce(ctx context.Context) error {
 	e.notify()
 	e.release(b)
 	e.events.publish(b.events)
+	e.spare = b
 	return nil
 }
 
@@ -369,6 +419,7 @@ func (e *engine) seal(b *batch) {
 	}
 	now := e.now()
 	s.Tasks = make([]core.TaskRecord, 0, len(b.tasks))
+	b.events = slices.Grow(b.events, len(b.tasks)+len(b.jobs))
 	for t := range b.tasks {
 		if !t.Job.Deleted() {
 			s.Tasks = append(s.Tasks, t.Record())

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/lotehq/lote/api"
+	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/server"
 	"github.com/lotehq/lote/internal/store/sqlite"
 )
@@ -101,5 +103,59 @@ func size(t *testing.T, path string) int64 {
 func truncate(t *testing.T, path string, n int64) {
 	if err := os.Truncate(path, n); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeletedJobLeavesNoTaskRows: deleting a job removes its task rows,
+// found by their numbers, and leaves those of a job whose tasks were
+// numbered among them.
+func TestDeletedJobLeavesNoTaskRows(t *testing.T) {
+	dir := t.TempDir()
+	s, cl, err := startIn(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := cl.CreatePool(ctx, api.PoolCreate{ID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, job := range []string{"gone", "kept"} {
+		if _, err := cl.Submit(ctx, api.Submit{Job: api.JobCreate{ID: job, PoolID: "p"},
+			Tasks: api.TaskAdd{Array: "1-10", Template: &api.TaskSpec{Command: []string{"true"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Cancelling a task gives it a row; alternate so the numbers interleave.
+	for _, task := range []string{"2", "5", "9"} {
+		for _, job := range []string{"gone", "kept"} {
+			if _, err := cl.CancelTask(ctx, job, task); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := cl.DeleteJob(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "lote.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var rows []string
+	err = st.LoadTasks(ctx, func(recs []core.TaskRecord) error {
+		for _, r := range recs {
+			rows = append(rows, r.JobID+"/"+r.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(rows)
+	if want := []string{"kept/2", "kept/5", "kept/9"}; !slices.Equal(rows, want) {
+		t.Errorf("task rows after the delete: %v, want %v", rows, want)
 	}
 }

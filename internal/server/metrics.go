@@ -141,9 +141,9 @@ func (m *metrics) committed(d time.Duration, b *store.Batch) {
 	if len(b.DeletedJobs) > 0 {
 		// A deleted job's tasks are saved no more: forget their attempts.
 		gone := map[string]bool{}
-		for _, id := range b.DeletedJobs {
-			delete(m.jobs, lower(id))
-			gone[lower(id)] = true
+		for _, j := range b.DeletedJobs {
+			delete(m.jobs, lower(j.ID))
+			gone[lower(j.ID)] = true
 		}
 		for num, a := range m.live {
 			if gone[a.job] {

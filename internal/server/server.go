@@ -217,14 +217,17 @@ func (s *Server) load(ctx context.Context) error {
 		events: newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
 	}
 	s.eng.obs = newMetrics(s.eng)
-	c, err := core.Restore(core.Config{
+	rs, err := core.NewRestorer(core.Config{
 		HeartbeatTimeout:      s.cfg.HeartbeatTimeout,
 		MaxQueuedTasksPerUser: s.cfg.MaxQueuedTasksPerUser, MaxRunningTasksPerUser: s.cfg.MaxRunningTasksPerUser,
 	}, s.eng, snap, s.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("server: rebuilding state: %w", err)
 	}
-	s.eng.core = c
+	if err := s.st.LoadTasks(ctx, rs.AddTasks); err != nil {
+		return fmt.Errorf("server: loading tasks: %w", err)
+	}
+	s.eng.core = rs.Core()
 	idem, err := s.st.Idempotency(ctx, s.cfg.Now().Add(-idempotencyTTL).UnixNano())
 	if err != nil {
 		return fmt.Errorf("server: loading idempotency keys: %w", err)

@@ -35,12 +35,22 @@ type Batch struct {
 	Meta    map[string]string
 	// Deletions are applied before the saves of the same batch, so an ID
 	// deleted and reused in one batch ends up with the new object.
-	DeletedJobs  []string
+	DeletedJobs  []DeletedJob
 	DeletedPools []string
 	DeletedNodes []string
 	Idempotency  []Idempotent
 	Tokens       []Token
 	DataOwners   []DataOwner
+}
+
+// DeletedJob is a job to delete with its groups, tasks and logs. Its task
+// records are found by number: every task of the job has one from
+// FirstTask to LastTask (both 0 when it has none), so a store needs no
+// index of tasks by job, whose upkeep on every new task costs more than the
+// rare deletion saves.
+type DeletedJob struct {
+	ID                  string
+	FirstTask, LastTask int64
 }
 
 // DataOwner records who owns a data container: the user whose write first
@@ -79,8 +89,14 @@ func (b *Batch) Empty() bool {
 
 // Store is a durable engine.
 type Store interface {
-	// Load reads every record, to rebuild the core at start-up.
+	// Load reads every record but the tasks', to rebuild the core at
+	// start-up; Snapshot.Tasks stays empty.
 	Load(ctx context.Context) (core.Snapshot, error)
+	// LoadTasks reads every task record and hands them to fn in batches, in
+	// no particular order, so that the core is rebuilt while the store is
+	// still reading (core.Restorer). fn is called from the caller's
+	// goroutine only and must not keep a batch: its memory is reused.
+	LoadTasks(ctx context.Context, fn func([]core.TaskRecord) error) error
 	// Apply writes a batch atomically and durably.
 	Apply(ctx context.Context, b *Batch) error
 	// Meta reads one server setting (admin token hash, schema facts).

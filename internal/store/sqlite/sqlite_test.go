@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -17,6 +19,24 @@ func open(t testing.TB, path string) *Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// loadAll reads every record, the tasks' included, as the server does.
+func loadAll(t testing.TB, s *Store) core.Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.LoadTasks(ctx, func(b []core.TaskRecord) error {
+		snap.Tasks = append(snap.Tasks, b...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
 }
 
 func sampleTask(num int64, id string, hist int) core.TaskRecord {
@@ -63,10 +83,7 @@ func TestRoundTrip(t *testing.T) {
 
 	s = open(t, path) // migrations must be idempotent on reopen
 	defer s.Close()
-	snap, err := s.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := loadAll(t, s)
 	if len(snap.Tasks) != 2 {
 		t.Fatalf("tasks = %d, want 2", len(snap.Tasks))
 	}
@@ -105,18 +122,47 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// Deleting a job removes its job, groups, tasks and logs; other jobs stay.
-	if err := s.Apply(ctx, &store.Batch{DeletedJobs: []string{"J"}}); err != nil {
+	if err := s.Apply(ctx, &store.Batch{DeletedJobs: []store.DeletedJob{{ID: "J", FirstTask: 1, LastTask: 2}}}); err != nil {
 		t.Fatal(err)
 	}
-	snap, err = s.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap = loadAll(t, s)
 	if len(snap.Jobs) != 1 || snap.Jobs[0].ID != "K" || len(snap.Tasks) != 0 || len(snap.Groups) != 0 {
 		t.Errorf("after delete: jobs %+v tasks %d groups %d", snap.Jobs, len(snap.Tasks), len(snap.Groups))
 	}
 	if out, _, _ := s.Logs(ctx, "J", "1", 1); out != nil {
 		t.Errorf("logs survived job delete: %q", out)
+	}
+}
+
+// TestDeleteJobAmongOthers: a deleted job's task rows are found by their
+// numbers; the rows of other jobs numbered among them stay.
+func TestDeleteJobAmongOthers(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "lote.db"))
+	defer s.Close()
+	var b store.Batch
+	for num := int64(1); num <= 7; num++ {
+		tr := sampleTask(num, fmt.Sprint(num), 0)
+		if num%2 == 0 {
+			tr.JobID = "K"
+		}
+		b.Tasks = append(b.Tasks, tr)
+	}
+	if err := s.Apply(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, &store.Batch{DeletedJobs: []store.DeletedJob{{ID: "J", FirstTask: 1, LastTask: 7}, {ID: "none"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var left []int64
+	for _, tr := range loadAll(t, s).Tasks {
+		if tr.JobID != "K" {
+			t.Errorf("task %d of job %s survived its job", tr.Num, tr.JobID)
+		}
+		left = append(left, tr.Num)
+	}
+	if len(left) != 3 {
+		t.Errorf("tasks left %v, want K's 2, 4 and 6", left)
 	}
 }
 
@@ -150,13 +196,61 @@ func TestNodeTaskInputsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLoadTasksInRanges: with the task rows read as several ranges of
+// numbers at once, every row comes back exactly once, also with gaps in the
+// numbers, ranges that hold no row and more rows than fit in one batch; an
+// error from the caller stops the load.
+func TestLoadTasksInRanges(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "lote.db"))
+	defer s.Close()
+	want := map[int64]core.TaskRecord{}
+	var batch store.Batch
+	nums := []int64{3, 4, 5, 90, 91, 400, 401, 402, 403, 1000}
+	for i := range 3 * taskBatch {
+		nums = append(nums, int64(5000+i))
+	}
+	for _, num := range nums {
+		tr := sampleTask(num, fmt.Sprint("t", num), int(num%3))
+		if num >= 400 {
+			tr.JobID = "K"
+		}
+		want[num] = tr
+		batch.Tasks = append(batch.Tasks, tr)
+	}
+	if err := s.Apply(ctx, &batch); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loadParts = defaultLoadParts })
+	for _, parts := range []int{1, 2, 3, 4, 7} {
+		loadParts = func(int64) int { return parts }
+		got := map[int64]core.TaskRecord{}
+		for _, tr := range loadAll(t, s).Tasks {
+			if _, dup := got[tr.Num]; dup {
+				t.Errorf("%d parts: task %d loaded twice", parts, tr.Num)
+			}
+			got[tr.Num] = tr
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%d parts: loaded %d tasks, want %d", parts, len(got), len(want))
+		}
+		stop := errors.New("stop")
+		calls := 0
+		err := s.LoadTasks(ctx, func([]core.TaskRecord) error { calls++; return stop })
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("%d parts: an error from the caller gave %v after %d calls", parts, err, calls)
+		}
+	}
+}
+
 func TestDecodeRejectsCorruption(t *testing.T) {
 	tr := sampleTask(9, "x", 2)
 	b := encodeTask(nil, &tr)
 	for _, bad := range [][]byte{nil, {0}, b[:len(b)-1], append(append([]byte{}, b...), 0)} {
 		var got core.TaskRecord
-		if err := decodeTask(bad, &got); err == nil {
-			t.Errorf("decodeTask(%x) accepted a corrupt record", bad)
+		var d taskDecoder
+		if err := d.decode(bad, &got); err == nil {
+			t.Errorf("decode(%x) accepted a corrupt record", bad)
 		}
 	}
 }

@@ -53,6 +53,7 @@ type reader struct {
 	b       []byte
 	version byte
 	err     error
+	names   map[string]string // interned node names
 }
 
 func (r *reader) uvarint() uint64 {
@@ -83,6 +84,22 @@ func (r *reader) varint() int64 {
 
 func (r *reader) int() int { return int(r.uvarint()) }
 
+// name reads a string that many records repeat, interned.
+func (r *reader) name() string {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errCorrupt
+		return ""
+	}
+	s, ok := r.names[string(r.b[:n])]
+	if !ok {
+		s = string(r.b[:n])
+		r.names[s] = s
+	}
+	r.b = r.b[n:]
+	return s
+}
+
 func (r *reader) string() string {
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)) {
@@ -94,11 +111,20 @@ func (r *reader) string() string {
 	return s
 }
 
-func decodeTask(b []byte, t *core.TaskRecord) error {
+// taskDecoder decodes task records, sharing one string per node name: a
+// million restored tasks name a few thousand nodes.
+type taskDecoder struct {
+	nodes map[string]string
+}
+
+func (d *taskDecoder) decode(b []byte, t *core.TaskRecord) error {
 	if len(b) == 0 || b[0] < 1 || b[0] > taskCodecVersion {
 		return errCorrupt
 	}
-	r := &reader{b: b[1:], version: b[0]}
+	if d.nodes == nil {
+		d.nodes = map[string]string{}
+	}
+	r := &reader{b: b[1:], version: b[0], names: d.nodes}
 	t.GroupSeq, t.Pos = r.int(), r.int()
 	t.State = core.TaskState(r.uvarint())
 	t.Attempt, t.Retries, t.Requeues = r.int(), r.int(), r.int()
@@ -122,7 +148,7 @@ func decodeTask(b []byte, t *core.TaskRecord) error {
 
 func decodeAttempt(r *reader, a *core.AttemptRecord) {
 	a.Number = r.int()
-	a.NodeID = r.string()
+	a.NodeID = r.name()
 	a.AssignedAt, a.StartedAt, a.EndedAt = r.varint(), r.varint(), r.varint()
 	a.Result, a.Category = core.Result(r.varint()), core.Category(r.varint())
 	a.ExitCode, a.Signal = int(r.varint()), int(r.varint())
