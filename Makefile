@@ -57,6 +57,8 @@ fuzz: ## Run each fuzz test for FUZZTIME (default 10s) on top of its seed corpus
 	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(FUZZTIME) ./internal/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/blob/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfine$$' -fuzztime $(FUZZTIME) ./internal/blob/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./internal/autoscale/
+	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(FUZZTIME) ./internal/proto/
 
 .PHONY: clean
 clean: ## Remove build output
