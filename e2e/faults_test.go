@@ -234,12 +234,16 @@ func TestOrphanedAgentStops(t *testing.T) {
 	}
 }
 
-// TestCtrlC: SIGINT to `lote up` stops it cleanly (exit 0) with every agent,
-// spawner and task of its directory, and a new `lote up` finishes the job.
+// TestCtrlC: SIGINT to `lote up` stops it cleanly (exit 0) with every agent
+// (those of a local pool the server made too), spawner and task of its
+// directory, and a new `lote up` finishes the job and replaces the made
+// pool's node.
 func TestCtrlC(t *testing.T) {
 	t.Parallel()
 	home := testRoot(t)
 	c := startUp(t, home, "--nodes", "2", "--slots", "2")
+	c.must("pool", "create", "extra", "--provider", "local", "--allow-root", "--slots", "1", "--nodes", "1")
+	c.awaitNodes("extra", 1)
 	c.must("submit", "--job", "C", "--array", "1-12", "--", "sleep", "1")
 	waitFor(t, 30*time.Second, "tasks of C to run", func() error {
 		if r := c.job("C").TaskCounts.Running; r < 2 {
@@ -272,7 +276,15 @@ func TestCtrlC(t *testing.T) {
 	})
 	t.Logf("every process gone %v after SIGINT", time.Since(stopped).Round(time.Millisecond))
 
-	c = startUp(t, home, "--nodes", "2", "--slots", "2")
+	// The made node is silent from the start: 3 s later it is given up and
+	// replaced.
+	c = startUp(t, home, "--nodes", "2", "--slots", "2", "--heartbeat-timeout", "3s")
+	c.awaitPool("extra", "a new node", 60*time.Second, func(p api.Pool, nodes []api.Node) error {
+		if len(nodes) != 1 || !nodes[0].Connected || nodes[0].ID == "extra-1" {
+			return fmt.Errorf("nodes %+v", nodes)
+		}
+		return nil
+	})
 	c.must("job", "wait", "C")
 	if cnt := c.job("C").TaskCounts; cnt.Succeeded != 12 {
 		t.Errorf("task_counts = %+v after the restart, want 12 succeeded", cnt)

@@ -427,7 +427,9 @@ func (c *Core) PreemptNode(n *Node, now time.Time) error {
 }
 
 // SweepNodes removes provisioned nodes past their join timeout and leaving
-// nodes whose tasks ended. It returns both, for the shell to delete their
+// nodes whose tasks ended; in managed pools also preempted nodes once their
+// tasks were requeued, and unreachable ones (Tick requeued theirs), so that
+// the provider replaces them. It returns both, for the shell to delete their
 // machines (and record the timeouts as resize errors).
 func (c *Core) SweepNodes(now time.Time) (timedOut, left []*Node) {
 	for _, p := range c.Pools() {
@@ -437,7 +439,7 @@ func (c *Core) SweepNodes(now time.Time) (timedOut, left []*Node) {
 			case n.Provisioned && now.UnixNano()-n.RequestedAt > int64(jt):
 				c.dropNode(n, now)
 				timedOut = append(timedOut, n)
-			case (n.Leaving || n.Preempted && p.Scaling.Managed) && len(n.tasks) == 0:
+			case (n.Leaving || (n.Preempted || n.Unreachable) && p.Scaling.Managed) && len(n.tasks) == 0:
 				c.dropNode(n, now)
 				left = append(left, n)
 			}

@@ -287,3 +287,36 @@ func TestUsageAndCost(t *testing.T) {
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+
+// TestUnreachableNodeReplaced: in a managed pool a node that went silent
+// past the heartbeat timeout is dropped once its tasks were requeued, so
+// the pool makes a new one; a static pool keeps its silent node.
+func TestUnreachableNodeReplaced(t *testing.T) {
+	w := newWorld(t)
+	p := managedPool(w, "M", 1, core.Scaling{})
+	w.c.SetTargets(p, 1, 0)
+	if created, _ := w.c.Resize(p, core.DeallocRequeue, w.now); len(created) != 1 {
+		t.Fatalf("created %v, want one node", created)
+	}
+	w.joinAs(p, "M-1", 1)
+	static := coretest.Pool(w.c, "S", 1)
+	coretest.Node(w.c, static, "s1", 1)
+	j := coretest.Job(w.c, p, "J")
+	coretest.Array(w.c, j, "1")
+	w.schedule()
+	w.advance(core.DefaultHeartbeatTimeout + time.Second)
+	w.c.Tick(w.now)
+	if tk := w.task(j, "1"); tk.State != core.TaskActive {
+		t.Fatalf("task %s after its node went silent, want requeued", tk.State)
+	}
+	_, left := w.c.SweepNodes(w.now)
+	if len(left) != 1 || left[0].ID != "M-1" {
+		t.Fatalf("swept %v, want the silent M-1 only", left)
+	}
+	if w.c.Node("s1") == nil {
+		t.Error("a static pool's silent node was dropped")
+	}
+	if created, _ := w.c.Resize(p, core.DeallocRequeue, w.now); len(created) != 1 || created[0].ID != "M-2" {
+		t.Errorf("created %v, want the replacement M-2", created)
+	}
+}

@@ -82,8 +82,34 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	<-ctx.Done()
 	log.Info("stopping agents and server")
-	stopAgents(log, children, adopted)
+	stopAgents(log, children, append(adopted, othersRunning(cfg.Dir, children, adopted)...))
 	return nil
+}
+
+// othersRunning lists the node directories whose agents run but were not
+// started or adopted here: the agents of local pools the server made. A
+// Ctrl-C stops them too; their pools replace them on the next lote up.
+func othersRunning(dir string, children []*exec.Cmd, adopted []string) []string {
+	ours := map[string]bool{}
+	for _, d := range adopted {
+		ours[d] = true
+	}
+	for _, c := range children {
+		for i, a := range c.Args {
+			if a == "--dir" && i+1 < len(c.Args) {
+				ours[c.Args[i+1]] = true
+			}
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "nodes"))
+	var out []string
+	for _, e := range ents {
+		d := filepath.Join(dir, "nodes", e.Name())
+		if e.IsDir() && !ours[d] && agent.Locked(d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func startAgent(cfg Config, srv *server.Server, name, dir, tok string) (*exec.Cmd, error) {
