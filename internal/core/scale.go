@@ -309,10 +309,7 @@ func (c *Core) ScaleDown(p *Pool, ids []string, mode Deallocation, now time.Time
 			case t.State == TaskAssigned:
 				c.unassign(t)
 			case mode == DeallocTerminate:
-				t.Cur.Result, t.Cur.Category = ResultFailure, CategoryInfra
-				t.Cur.Message = "node " + n.ID + " removed by a pool resize (deallocation terminate)"
-				t.Cur.EndedAt = now.UnixNano()
-				c.release(t)
+				c.endInfra(t, "node "+n.ID+" removed by a pool resize (deallocation terminate)", now)
 				c.complete(t, now)
 			default:
 				c.requeueFree(t, "node "+n.ID+" removed by a pool resize", now)
@@ -327,12 +324,7 @@ func (c *Core) ScaleDown(p *Pool, ids []string, mode Deallocation, now time.Time
 // requeueFree returns a task to the queue without using a retry or a
 // requeue: the cluster took the node away, the task did nothing wrong.
 func (c *Core) requeueFree(t *Task, why string, now time.Time) {
-	a := &t.Cur
-	a.Result, a.Category, a.Message = ResultFailure, CategoryInfra, why
-	if a.EndedAt == 0 {
-		a.EndedAt = now.UnixNano()
-	}
-	c.release(t)
+	c.endInfra(t, why, now)
 	c.toReady(t)
 }
 

@@ -162,19 +162,25 @@ func (c *Core) retriesLeft(t *Task) bool {
 // requeue returns a task lost to infrastructure to the queue without using a
 // retry, until the crash limit.
 func (c *Core) requeue(t *Task, why string, now time.Time) {
+	c.endInfra(t, why, now)
+	if t.Requeues < c.cfg.CrashLimit {
+		t.Requeues++
+		c.toReady(t)
+		return
+	}
+	t.Cur.Message = why + " (crash limit " + strconv.Itoa(c.cfg.CrashLimit) + " reached)"
+	c.complete(t, now)
+}
+
+// endInfra ends a task's attempt as an infrastructure failure and takes it
+// off its node.
+func (c *Core) endInfra(t *Task, why string, now time.Time) {
 	a := &t.Cur
 	a.Result, a.Category, a.Message = ResultFailure, CategoryInfra, why
 	if a.EndedAt == 0 {
 		a.EndedAt = now.UnixNano()
 	}
 	c.release(t)
-	if t.Requeues < c.cfg.CrashLimit {
-		t.Requeues++
-		c.toReady(t)
-		return
-	}
-	a.Message = why + " (crash limit " + strconv.Itoa(c.cfg.CrashLimit) + " reached)"
-	c.complete(t, now)
 }
 
 // release detaches a task from its node.

@@ -72,31 +72,19 @@ func (s *Server) disableAutoscale(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) setAutoscale(w http.ResponseWriter, r *http.Request, change func(*core.Pool) (*core.Autoscale, error)) error {
-	var out api.Pool
-	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
-		p := c.Pool(r.PathValue("id"))
-		if p == nil {
-			return notFound("no pool %q", r.PathValue("id"))
-		}
+	return s.changePool(w, r, false, func(c *core.Core, p *core.Pool) error {
 		a, err := change(p)
 		if err != nil {
 			return err
 		}
-		if err := c.SetAutoscale(p, a); err != nil {
-			// The body's formula and interval are top-level fields.
-			var fe *core.FieldError
-			if errors.As(err, &fe) {
-				fe.Field = strings.TrimPrefix(fe.Field, "autoscale.")
-			}
-			return err
+		err = c.SetAutoscale(p, a)
+		// The body's formula and interval are top-level fields.
+		var fe *core.FieldError
+		if errors.As(err, &fe) {
+			fe.Field = strings.TrimPrefix(fe.Field, "autoscale.")
 		}
-		out = s.poolOut(p, false, now)
-		return nil
-	})
-	if err != nil {
 		return err
-	}
-	return writeJSON(w, http.StatusOK, out)
+	})
 }
 
 // evalAutoscale is a dry run: the formula (the pool's when none is given)

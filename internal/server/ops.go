@@ -193,33 +193,31 @@ func (s *Server) resizePool(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := core.ParseDeallocation(in.Deallocation); !ok {
 		return invalid("deallocation", "must be requeue, terminate or task_completion")
 	}
-	var out api.Pool
-	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
-		p := c.Pool(r.PathValue("id"))
-		if p == nil {
-			return notFound("no pool %q", r.PathValue("id"))
-		}
-		if err := c.SetPoolTarget(p, in.TargetNodes, in.TargetSpotNodes, dealloc); err != nil {
-			return err
-		}
-		out = s.poolOut(p, false, now)
-		return nil
+	return s.changePool(w, r, false, func(c *core.Core, p *core.Pool) error {
+		return c.SetPoolTarget(p, in.TargetNodes, in.TargetSpotNodes, dealloc)
 	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) error {
+	return s.changePool(w, r, true, func(c *core.Core, p *core.Pool) error {
+		c.RotateJoinToken(p, "join_"+newSecret())
+		return nil
+	})
+}
+
+// changePool runs fn on the pool the path names, durably, and answers with
+// the pool as it is then (its join token when withToken).
+func (s *Server) changePool(w http.ResponseWriter, r *http.Request, withToken bool, fn func(*core.Core, *core.Pool) error) error {
 	var out api.Pool
 	err := s.change(r.Context(), func(c *core.Core, now time.Time) error {
 		p := c.Pool(r.PathValue("id"))
 		if p == nil {
 			return notFound("no pool %q", r.PathValue("id"))
 		}
-		c.RotateJoinToken(p, "join_"+newSecret())
-		out = s.poolOut(p, true, now)
+		if err := fn(c, p); err != nil {
+			return err
+		}
+		out = s.poolOut(p, withToken, now)
 		return nil
 	})
 	if err != nil {

@@ -153,7 +153,7 @@ func (sc *scaler) decide(c *core.Core, now time.Time) []*scaleWork {
 		}
 		if len(ps.doomed) > 0 {
 			// Not held back by a backoff: a machine nobody uses costs.
-			w := sc.work(byPool, p, now)
+			w := sc.work(byPool, p)
 			w.remove, ps.doomed = ps.doomed, nil
 		}
 		if !p.Scaling.Managed || now.Before(ps.retryAt) {
@@ -165,7 +165,7 @@ func (sc *scaler) decide(c *core.Core, now time.Time) []*scaleWork {
 		if len(created)+len(removed) == 0 && !reconcile {
 			continue
 		}
-		w := sc.work(byPool, p, now)
+		w := sc.work(byPool, p)
 		w.reconcile = reconcile
 		w.remove = append(w.remove, removed...)
 		w.create = created
@@ -189,7 +189,7 @@ func (sc *scaler) decide(c *core.Core, now time.Time) []*scaleWork {
 	return work
 }
 
-func (sc *scaler) work(byPool map[*core.Pool]*scaleWork, p *core.Pool, now time.Time) *scaleWork {
+func (sc *scaler) work(byPool map[*core.Pool]*scaleWork, p *core.Pool) *scaleWork {
 	w := byPool[p]
 	if w == nil {
 		ps := sc.state(p)
