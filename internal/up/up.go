@@ -60,9 +60,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var children []*exec.Cmd
 	var adopted []string
+	ours := map[string]bool{} // node directories of this pool
 	for i := 1; i <= cfg.Nodes; i++ {
 		name := PoolID + "-" + strconv.Itoa(i)
 		dir := filepath.Join(cfg.Dir, "nodes", name)
+		ours[dir] = true
 		if agent.Locked(dir) {
 			adopted = append(adopted, dir)
 			continue
@@ -82,25 +84,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	<-ctx.Done()
 	log.Info("stopping agents and server")
-	stopAgents(log, children, append(adopted, othersRunning(cfg.Dir, children, adopted)...))
+	stopAgents(log, children, append(adopted, othersRunning(cfg.Dir, ours)...))
 	return nil
 }
 
-// othersRunning lists the node directories whose agents run but were not
-// started or adopted here: the agents of local pools the server made. A
-// Ctrl-C stops them too; their pools replace them on the next lote up.
-func othersRunning(dir string, children []*exec.Cmd, adopted []string) []string {
-	ours := map[string]bool{}
-	for _, d := range adopted {
-		ours[d] = true
-	}
-	for _, c := range children {
-		for i, a := range c.Args {
-			if a == "--dir" && i+1 < len(c.Args) {
-				ours[c.Args[i+1]] = true
-			}
-		}
-	}
+// othersRunning lists the node directories, other than ours, whose agents
+// run: those of local pools the server made. A Ctrl-C stops them too; their
+// pools replace them on the next lote up.
+func othersRunning(dir string, ours map[string]bool) []string {
 	ents, _ := os.ReadDir(filepath.Join(dir, "nodes"))
 	var out []string
 	for _, e := range ents {
