@@ -187,9 +187,9 @@ func (a *Agent) stageThenSpawn(ctx context.Context, t *task) {
 // the working directory.
 func (a *Agent) stageInputs(ctx context.Context, t *task) error {
 	a.mu.Lock()
-	_, wd, ckpt, err := a.makeDirs(t.ref)
 	cred := a.credLocked()
 	a.mu.Unlock()
+	_, wd, ckpt, err := a.makeDirs(t.ref, cred)
 	if err != nil {
 		return err
 	}

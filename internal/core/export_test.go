@@ -17,3 +17,12 @@ func JobReady(j *Job) []*Task { return j.ready }
 
 // TaskRevoking reports whether a revoke of t is in flight.
 func TaskRevoking(t *Task) bool { return t.revoking }
+
+// NodeMaxCapacity is the most slots n may hold: with a default prefill that
+// shrank after tasks were assigned, n holds more than its capacity now.
+func NodeMaxCapacity(n *Node) int {
+	if n.Pool.Prefill >= 0 {
+		return NodeCapacity(n)
+	}
+	return n.Slots + DefaultPrefill(n.Slots, 1)
+}

@@ -257,8 +257,8 @@ func invariants(c *core.Core) []string {
 		if ls != slots || lc != cores || lm != mem {
 			fail("node %s load %d/%d/%d, its tasks need %d/%d/%d", n.ID, ls, lc, lm, slots, cores, mem)
 		}
-		if slots > core.NodeCapacity(n) {
-			fail("node %s holds %d slots of tasks, capacity %d", n.ID, slots, core.NodeCapacity(n))
+		if slots > core.NodeMaxCapacity(n) {
+			fail("node %s holds %d slots of tasks, capacity at most %d", n.ID, slots, core.NodeMaxCapacity(n))
 		}
 		if cores > n.Cores && cores > 0 {
 			fail("node %s: tasks need %d cores of %d", n.ID, cores, n.Cores)

@@ -482,6 +482,9 @@ type Node struct {
 	usedCores int
 	usedMem   int64
 	running   int
+	// runAvg is a moving average of the node's task run times (ns), which
+	// sizes its default prefill. Not persisted: a restart starts it afresh.
+	runAvg int64
 }
 
 // State is the node's state as users see it.

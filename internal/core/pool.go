@@ -29,9 +29,26 @@ type PoolSpec struct {
 	Scaling Scaling
 }
 
+// prefillWindow is how long a node's default prefill should keep its slots
+// busy: longer than a report's trip to the server, its group commit (10 ms
+// by default) and the assignment's trip back.
+const prefillWindow = 25 * time.Millisecond
+
 // DefaultPrefill is how many tasks an agent may hold beyond its free slots:
-// enough to replace a finished task without waiting for a round trip.
-func DefaultPrefill(slots int) int { return max(2*slots, 4) }
+// enough to replace finished tasks without waiting for a round trip. Nodes
+// whose tasks run for run (recent average; 0 = not known yet) get enough
+// for prefillWindow, up to 16 per slot: tasks of a millisecond would
+// otherwise leave slots idle while the server commits, and long tasks gain
+// nothing from a deep queue, which would only hold work another node could
+// start.
+func DefaultPrefill(slots int, run time.Duration) int {
+	base := max(2*slots, 4)
+	if run <= 0 {
+		return base
+	}
+	want := int64(slots) * int64(prefillWindow) / max(int64(run), 1)
+	return int(min(max(want, int64(base)), int64(16*slots)))
+}
 
 // CreatePool adds a pool.
 func (c *Core) CreatePool(s PoolSpec, now time.Time) (*Pool, error) {
@@ -100,5 +117,20 @@ func (p *Pool) prefill(n *Node) int {
 	if p.Prefill >= 0 {
 		return p.Prefill
 	}
-	return DefaultPrefill(n.Slots)
+	return DefaultPrefill(n.Slots, time.Duration(n.runAvg))
+}
+
+// noteRun folds an attempt's run time into the node's moving average (one
+// eighth weight for the newest), which follows a change of workload within a
+// few dozen tasks.
+func (n *Node) noteRun(started, ended int64) {
+	d := ended - started
+	if started == 0 || d <= 0 {
+		return
+	}
+	if n.runAvg == 0 {
+		n.runAvg = d
+		return
+	}
+	n.runAvg += (d - n.runAvg) / 8
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/lotehq/lote/internal/core"
 	"github.com/lotehq/lote/internal/core/coretest"
@@ -494,5 +495,64 @@ func TestLabelsCoresMemory(t *testing.T) {
 			}
 			checkInvariants(t, w.c)
 		})
+	}
+}
+
+func TestDefaultPrefill(t *testing.T) {
+	tests := []struct {
+		slots int
+		run   time.Duration
+		want  int
+	}{
+		{2, 0, 4},                         // run time not known yet: 2 per slot, at least 4
+		{8, 0, 16},                        //
+		{2, time.Minute, 4},               // long tasks: no deeper queue
+		{2, 10 * time.Millisecond, 5},     // 2 slots × 25 ms / 10 ms
+		{2, time.Millisecond, 32},         // capped at 16 per slot
+		{4, 2 * time.Millisecond, 50},     // 4 × 25 / 2
+		{1, time.Nanosecond, 16},          //
+		{64, 100 * time.Millisecond, 128}, // below the floor of 2 per slot
+	}
+	for _, tt := range tests {
+		if got := core.DefaultPrefill(tt.slots, tt.run); got != tt.want {
+			t.Errorf("DefaultPrefill(%d, %v) = %d, want %d", tt.slots, tt.run, got, tt.want)
+		}
+	}
+}
+
+// A node's default prefill follows the run time of its tasks: deep for
+// tasks of a millisecond, whose slots would otherwise idle while reports
+// make their round trip, and back to two per slot once tasks run long.
+func TestPrefillFollowsRunTime(t *testing.T) {
+	w := newWorld(t)
+	p := coretest.Pool(w.c, "p", 2, coretest.Prefill(-1))
+	n := coretest.Node(w.c, p, "n1", 2)
+	j := coretest.Job(w.c, p, "j")
+	coretest.Array(w.c, j, "1-1000")
+	run := func(d time.Duration, tasks int) {
+		t.Helper()
+		for range tasks {
+			w.schedule()
+			task := n.Tasks()[0]
+			w.start(task)
+			start := w.now
+			w.advance(d)
+			f := coretest.Exit(task, 0)
+			f.StartedAt, f.EndedAt = start.UnixNano(), w.now.UnixNano()
+			w.report(task, f)
+			checkInvariants(t, w.c)
+		}
+		w.schedule()
+	}
+	if got := core.NodeCapacity(n); got != 2+4 {
+		t.Fatalf("capacity before any task ran: %d, want 6", got)
+	}
+	run(time.Millisecond, 3)
+	if got, live := core.NodeCapacity(n), len(n.Tasks()); got != 2+32 || live != got {
+		t.Fatalf("after 1 ms tasks: capacity %d with %d tasks held, want 34 and 34", got, live)
+	}
+	run(time.Minute, 1)
+	if got := core.NodeCapacity(n); got != 2+4 {
+		t.Errorf("after a 1 min task: capacity %d, want 6", got)
 	}
 }

@@ -103,6 +103,7 @@ func (c *Core) TaskFinished(n *Node, f Finish, now time.Time) {
 	}
 	a.EndedAt, a.ExitCode, a.Signal = f.EndedAt, f.ExitCode, f.Signal
 	a.UserCPU, a.SysCPU, a.MaxRSS = f.UserCPU, f.SysCPU, f.MaxRSS
+	n.noteRun(a.StartedAt, a.EndedAt)
 	if f.Lost {
 		c.requeue(t, "the task's process was lost with the node's spawner", now)
 		return

@@ -252,7 +252,7 @@ func (sess *session) reader() error {
 		}
 		e.mu.Unlock()
 		if len(f.Started)+len(f.Preparing)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 || f.StartTaskDone != nil {
-			e.kick()
+			e.kickReports()
 		}
 	}
 }

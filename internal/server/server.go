@@ -35,6 +35,9 @@ type Config struct {
 	Blob             string        // data store URL (gocloud.dev/blob: s3://, file://, mem://); default a folder in Dir
 	HeartbeatTimeout time.Duration // default 30 s
 	CommitInterval   time.Duration // minimum time between group commits; default 2 ms
+	// ReportCommitInterval is the minimum time between commits that carry
+	// only agent reports; default 10 ms.
+	ReportCommitInterval time.Duration
 	// CompletedJobRetention deletes completed jobs (records and logs) this
 	// long after they completed; 0 keeps them until deleted.
 	CompletedJobRetention time.Duration
@@ -129,6 +132,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.CommitInterval == 0 {
 		cfg.CommitInterval = 2 * time.Millisecond
 	}
+	if cfg.ReportCommitInterval == 0 {
+		cfg.ReportCommitInterval = 10 * time.Millisecond
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -211,9 +217,9 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	s.eng = &engine{
 		store: s.st, log: s.log, now: s.cfg.Now,
-		kickc: make(chan struct{}, 1), waitc: make(chan struct{}), open: newBatch(1), seq: 1,
-		minInterval: s.cfg.CommitInterval,
-		purgeAge:    s.cfg.CompletedJobRetention, purgeTasks: max(s.cfg.MaxCompletedTasks, 0),
+		kickc: make(chan struct{}, 1), reportc: make(chan struct{}, 1), waitc: make(chan struct{}), open: newBatch(1), seq: 1,
+		minInterval: s.cfg.CommitInterval, reportInterval: max(s.cfg.ReportCommitInterval, s.cfg.CommitInterval),
+		purgeAge: s.cfg.CompletedJobRetention, purgeTasks: max(s.cfg.MaxCompletedTasks, 0),
 		events: newHub(), obs: noObserver{}, nodeState: map[*core.Node]core.NodeState{},
 	}
 	s.eng.obs = newMetrics(s.eng)

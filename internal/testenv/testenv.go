@@ -103,6 +103,7 @@ type AgentConfig struct {
 	Name   string // node ID to ask for; default the pool ID + "-agent"
 	Slots  int    // default 2
 	Labels map[string]string
+	Dir    string // the node directory; default a new temporary one
 }
 
 // Agent runs an in-process agent that joins pool (which must exist) with
@@ -122,7 +123,10 @@ func (e *Env) Agent(pool string, cfg AgentConfig) string {
 	if cfg.Slots == 0 {
 		cfg.Slots = 2
 	}
-	dir := filepath.Join(t.TempDir(), cfg.Name)
+	dir := cfg.Dir
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), cfg.Name)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
