@@ -237,7 +237,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
 		aheadc: make(chan struct{}, 1),
-		tasks: map[string]*task{}, notify: make(chan struct{}, 1),
+		tasks:  map[string]*task{}, notify: make(chan struct{}, 1),
 		cache: &cache{dir: filepath.Join(cfg.Dir, "cache"), inflight: map[string]*flight{}},
 		certs: certs,
 	}
