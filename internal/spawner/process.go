@@ -96,13 +96,7 @@ func lookPath(file string, env []string, dir string) (string, error) {
 	if strings.Contains(file, "/") {
 		return file, nil
 	}
-	path := "/usr/local/bin:/usr/bin:/bin"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, d := range filepath.SplitList(path) {
+	for _, d := range filepath.SplitList(taskPATH(env)) {
 		if d == "" {
 			d = "."
 		}
@@ -115,6 +109,77 @@ func lookPath(file string, env []string, dir string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q: executable file not found in $PATH", file)
+}
+
+// pathCacheTTL is how long a command found in PATH is used without looking
+// again: a command installed earlier in PATH is seen within this time.
+const pathCacheTTL = time.Second
+
+// pathCache remembers where lookPath found commands in recent spawns: a
+// command run many times a second (an array of short tasks) was stat'ed in
+// every PATH directory before it, about a tenth of a spawn's cost. Only
+// PATHs of absolute directories are cached, as the result of a relative one
+// depends on the task's directory.
+type pathCache struct {
+	entries map[string]cachedPath // by command NUL PATH
+}
+
+type cachedPath struct {
+	path  string
+	found time.Time
+}
+
+// look is lookPath through the cache; cached reports a remembered result.
+func (c *pathCache) look(file string, env []string, dir string, now time.Time) (path string, cached bool, err error) {
+	if strings.Contains(file, "/") {
+		return file, false, nil
+	}
+	key, ok := pathKey(file, env)
+	if !ok {
+		path, err = lookPath(file, env, dir)
+		return path, false, err
+	}
+	if e, hit := c.entries[key]; hit && now.Sub(e.found) < pathCacheTTL {
+		return e.path, true, nil
+	}
+	if path, err = lookPath(file, env, dir); err != nil {
+		return "", false, err
+	}
+	if c.entries == nil || len(c.entries) >= 1024 {
+		c.entries = make(map[string]cachedPath)
+	}
+	c.entries[key] = cachedPath{path: path, found: now}
+	return path, false, nil
+}
+
+// forget drops what the cache holds for file in env's PATH.
+func (c *pathCache) forget(file string, env []string) {
+	if key, ok := pathKey(file, env); ok {
+		delete(c.entries, key)
+	}
+}
+
+// pathKey is the cache key of file in env's PATH; false when PATH has a
+// relative (or empty) entry.
+func pathKey(file string, env []string) (string, bool) {
+	path := taskPATH(env)
+	for _, d := range filepath.SplitList(path) {
+		if !filepath.IsAbs(d) {
+			return "", false
+		}
+	}
+	return file + "\x00" + path, true
+}
+
+// taskPATH is the PATH a task's environment gives, or execvp's default.
+func taskPATH(env []string) string {
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	return path
 }
 
 // openOutput creates a task's stdout or stderr file and returns its

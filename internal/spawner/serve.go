@@ -117,6 +117,7 @@ type server struct {
 	// ID's ack before its next start, and forks, so that a process reaped
 	// before its fork returned can only belong to the one fork in flight.
 	recordMu sync.Mutex
+	paths    pathCache // guarded by recordMu
 
 	mu         sync.Mutex
 	drained    *sync.Cond     // broadcast when tasks becomes empty

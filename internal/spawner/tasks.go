@@ -110,7 +110,7 @@ func (s *server) start(t *task, req *SpawnRequest) error {
 	if len(req.Argv) == 0 {
 		return errors.New("empty argv")
 	}
-	path, err := lookPath(req.Argv[0], req.Env, req.Dir)
+	path, cached, err := s.paths.look(req.Argv[0], req.Env, req.Dir, time.Now())
 	if err != nil {
 		return err
 	}
@@ -126,12 +126,21 @@ func (s *server) start(t *task, req *SpawnRequest) error {
 	defer s.closeOutput(stderr)
 
 	t.rec.StartedAt = time.Now()
-	pid, err := syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
+	attr := &syscall.ProcAttr{
 		Dir:   req.Dir,
 		Env:   req.Env,
 		Files: []uintptr{uintptr(s.devNull), uintptr(stdout), uintptr(stderr)},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential},
-	})
+	}
+	pid, err := syscall.ForkExec(path, req.Argv, attr)
+	if cached && errors.Is(err, syscall.ENOENT) {
+		// Removed since it was found: look again, as execvp would have.
+		s.paths.forget(req.Argv[0], req.Env)
+		if path, err = lookPath(req.Argv[0], req.Env, req.Dir); err != nil {
+			return err
+		}
+		pid, err = syscall.ForkExec(path, req.Argv, attr)
+	}
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", path, err)
 	}
