@@ -979,7 +979,7 @@ func (a *Agent) finishWith(t *task, ex spawner.Exit, stagingErr string, logBlobs
 		Ref: t.ref, ExitCode: ex.ExitCode, Signal: ex.Signal, TimedOut: ex.TimedOut,
 		Lost: ex.Lost || a.stopping, StartErr: ex.StartErr, StartedAt: ex.StartedAt.UnixNano(), EndedAt: ex.EndedAt.UnixNano(),
 		UserCPU: int64(ex.UserCPU), SysCPU: int64(ex.SysCPU), MaxRSS: ex.MaxRSS,
-		Stdout: readLog(filepath.Join(dir, "stdout.txt")), Stderr: readLog(filepath.Join(dir, "stderr.txt")),
+		Stdout: readLog(filepath.Join(dir, "stdout.txt"), ex, 0), Stderr: readLog(filepath.Join(dir, "stderr.txt"), ex, 1),
 		StagingErr: stagingErr, LogBlobs: logBlobs, PrepFailed: t.prepFailed,
 	}
 	if ex.StartedAt.IsZero() {
@@ -988,9 +988,13 @@ func (a *Agent) finishWith(t *task, ex spawner.Exit, stagingErr string, logBlobs
 	a.unsent = append(a.unsent, &report{fin: fin, id: ex.ID})
 }
 
-// readLog reads up to maxInlineLog bytes of an output file. Most tasks
-// write nothing, so one stat decides before anything is opened.
-func readLog(path string) []byte {
+// readLog reads up to maxInlineLog bytes of an output file (stream 0 is
+// stdout, 1 stderr). Most tasks write nothing, which the spawner tells;
+// else one stat decides before anything is opened.
+func readLog(path string, ex spawner.Exit, stream int) []byte {
+	if ex.Written != nil && ex.Written[stream] == 0 {
+		return nil
+	}
 	st, err := os.Stat(path)
 	if err != nil || st.Size() == 0 {
 		return nil

@@ -459,8 +459,12 @@ func (a *Agent) needsUpload(t *task, ex spawner.Exit) bool {
 		return true
 	}
 	dir := a.attemptDir(t.ref)
-	for _, n := range []string{"stdout.txt", "stderr.txt"} {
-		if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Size() > maxInlineLog {
+	for i, n := range []string{"stdout.txt", "stderr.txt"} {
+		if ex.Written != nil {
+			if ex.Written[i] > maxInlineLog {
+				return true
+			}
+		} else if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Size() > maxInlineLog {
 			return true
 		}
 	}

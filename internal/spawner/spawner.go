@@ -59,6 +59,10 @@ type Exit struct {
 	UserCPU   time.Duration
 	SysCPU    time.Duration
 	MaxRSS    int64 // bytes, the largest of the task and the descendants it waited for
+	// Written is the bytes the task wrote to stdout and stderr, all of
+	// them in their files; nil when not known (output still open when the
+	// exit was reported, or an exit recovered after a spawner restart).
+	Written *[2]int64 `json:",omitempty"`
 }
 
 // Running is a task alive now, as reported by Client.List.

@@ -282,7 +282,8 @@ func TestOutputEnvAndDir(t *testing.T) {
 	req.Env = append(req.Env, "GREETING=hello")
 	req.Stdout, req.Stderr = stdout, stderr
 	mustSpawn(t, c, req)
-	if e := waitExit(t, c, "io"); e.ExitCode != 0 {
+	e := waitExit(t, c, "io")
+	if e.ExitCode != 0 {
 		t.Fatalf("exit = %+v", e)
 	}
 	realDir, err := filepath.EvalSymlinks(dir)
@@ -296,6 +297,22 @@ func TestOutputEnvAndDir(t *testing.T) {
 		}
 		if string(got) != want {
 			t.Errorf("%s = %q, want %q", filepath.Base(path), got, want)
+		}
+	}
+	if want := [2]int64{int64(len("hello\n" + realDir + "\n")), 5}; e.Written == nil || *e.Written != want {
+		t.Errorf("exit says %v bytes written, want %v", e.Written, want)
+	}
+
+	// Nothing written: no files, and the exit says so.
+	quiet := sh("quiet", dir, "true")
+	quiet.Stdout, quiet.Stderr = filepath.Join(dir, "out2"), filepath.Join(dir, "err2")
+	mustSpawn(t, c, quiet)
+	if e := waitExit(t, c, "quiet"); e.Written == nil || *e.Written != [2]int64{} {
+		t.Errorf("a quiet task's exit says %v bytes written, want 0 and 0", e.Written)
+	}
+	for _, p := range []string{quiet.Stdout, quiet.Stderr} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s of a quiet task: %v, want no file", filepath.Base(p), err)
 		}
 	}
 }

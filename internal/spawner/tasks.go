@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -33,7 +34,13 @@ type task struct {
 	rec   record
 	grace time.Duration
 
-	outputs sync.WaitGroup // output pipes still being copied to their files
+	// Output copying: pending counts the output pipes still being copied
+	// to their files, plus one while start sets them up; copied is closed
+	// when it reaches zero, and written then holds the bytes each stream
+	// (stdout, stderr) got.
+	pending atomic.Int32
+	copied  chan struct{}
+	written [2]int64
 
 	// Guarded by server.mu.
 	wall     *time.Timer // fires at MaxWallClock
@@ -114,12 +121,15 @@ func (s *server) start(t *task, req *SpawnRequest) error {
 	if err != nil {
 		return err
 	}
-	stdout, err := s.output(t, req.Stdout, req.Credential)
+	t.copied = make(chan struct{})
+	t.pending.Store(1)
+	defer t.outputCopied()
+	stdout, err := s.output(t, 0, req.Stdout, req.Credential)
 	if err != nil {
 		return err
 	}
 	defer s.closeOutput(stdout)
-	stderr, err := s.output(t, req.Stderr, req.Credential)
+	stderr, err := s.output(t, 1, req.Stderr, req.Credential)
 	if err != nil {
 		return err
 	}
@@ -157,7 +167,7 @@ func (s *server) start(t *task, req *SpawnRequest) error {
 // per task cost more than the rest of a spawn on a disk with slow metadata
 // (130-700 us a file on this project's machines); a pipe costs a few
 // microseconds. An empty path means /dev/null.
-func (s *server) output(t *task, path string, cred *syscall.Credential) (int, error) {
+func (s *server) output(t *task, stream int, path string, cred *syscall.Credential) (int, error) {
 	if path == "" {
 		return s.devNull, nil
 	}
@@ -171,22 +181,37 @@ func (s *server) output(t *task, path string, cred *syscall.Credential) (int, er
 		return -1, err
 	}
 	r := os.NewFile(uintptr(p[0]), path)
-	t.outputs.Add(1)
+	t.pending.Add(1)
 	go func() {
-		defer t.outputs.Done()
-		copyOutput(r, path, cred)
+		defer t.outputCopied()
+		t.written[stream] = copyOutput(r, path, cred)
 	}()
 	return p[1], nil
 }
 
+// outputCopied counts down pending, closing copied at zero.
+func (t *task) outputCopied() {
+	if t.pending.Add(-1) == 0 {
+		close(t.copied)
+	}
+}
+
+// copyBufs holds the buffers of copyOutput, which would otherwise allocate
+// 32 KiB per stream of every task.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
 // copyOutput copies a task's output pipe to path until every writer has
-// closed it; the file is created only if something was written.
-func copyOutput(r *os.File, path string, cred *syscall.Credential) {
+// closed it, and returns the bytes read; the file is created only if
+// something was written.
+func copyOutput(r *os.File, path string, cred *syscall.Credential) (total int64) {
 	defer r.Close()
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(bp)
+	buf := bp[:]
 	var out *os.File
 	for {
 		n, err := r.Read(buf)
+		total += int64(n)
 		if n > 0 {
 			if out == nil {
 				fd, oerr := openOutput(path, -1, cred)
@@ -330,19 +355,23 @@ func (s *server) complete(t *task, w waitResult) {
 	exitStatus(e, w.status, &w.usage)
 	// The exit is reported once the output is in its files (the agent reads
 	// them then), or after outputGrace if a descendant that escaped the
-	// process group still holds a pipe open.
+	// process group still holds a pipe open. Usually the pipes closed with
+	// the process, and the exit is reported at once.
+	select {
+	case <-t.copied:
+		e.Written = &[2]int64{t.written[0], t.written[1]}
+		s.finish(&t.rec, e)
+		return
+	default:
+	}
 	s.finishing.Add(1)
 	go func() {
 		defer s.finishing.Done()
-		copied := make(chan struct{})
-		go func() {
-			t.outputs.Wait()
-			close(copied)
-		}()
 		timer := time.NewTimer(outputGrace)
 		defer timer.Stop()
 		select {
-		case <-copied:
+		case <-t.copied:
+			e.Written = &[2]int64{t.written[0], t.written[1]}
 		case <-timer.C:
 			log.Printf("spawner: output of %q still open %v after it exited; reporting the exit", t.rec.ID, outputGrace)
 		}
