@@ -224,6 +224,7 @@ func (sess *session) reader() error {
 		e.mu.Lock()
 		c, now, n := e.core, e.now(), sess.node
 		c.Heartbeat(n, now)
+		jobEnded := false
 		for _, st := range f.Preparing {
 			c.TaskPreparing(n, st.Ref.Job, st.Ref.Task, st.Ref.Attempt, time.Unix(0, st.At))
 		}
@@ -239,6 +240,9 @@ func (sess *session) reader() error {
 				MaxRSS: fin.MaxRSS, Stdout: fin.Stdout, Stderr: fin.Stderr, StagingErr: fin.StagingErr,
 				PrepFailed: fin.PrepFailed,
 			}, now)
+			if j := c.Job(fin.Ref.Job); j != nil && allDone(j) {
+				jobEnded = true
+			}
 		}
 		for _, rv := range f.Revoked {
 			c.RevokeAnswered(n, rv.Ref.Job, rv.Ref.Task, rv.Ref.Attempt, rv.Revoked)
@@ -251,10 +255,23 @@ func (sess *session) reader() error {
 			e.open.acks[sess] = f.Seq
 		}
 		e.mu.Unlock()
-		if len(f.Started)+len(f.Preparing)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 || f.StartTaskDone != nil {
+		switch {
+		case jobEnded:
+			e.kick() // someone may be waiting for the job: commit it promptly
+		case len(f.Started)+len(f.Preparing)+len(f.Finished)+len(f.Revoked) > 0 || f.Seq != 0 || f.StartTaskDone != nil:
 			e.kickReports()
 		}
 	}
+}
+
+// allDone reports whether every task of j has completed.
+func allDone(j *core.Job) bool {
+	for _, g := range j.Groups {
+		if g.Done() < g.Count() {
+			return false
+		}
+	}
+	return true
 }
 
 // stage converts a batch's effects for this node into a frame (under the
