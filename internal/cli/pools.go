@@ -74,7 +74,7 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	f := c.Flags()
 	f.IntVar(&in.SlotsPerNode, "slots", 0, "task slots per node (default: the node's CPUs)")
 	f.StringVar(&in.FillPolicy, "fill", "spread", "fill policy: spread or pack")
-	f.IntVar(&prefill, "prefill", 0, "tasks queued on an agent beyond its free slots (default: 2 x slots, at least 4)")
+	f.IntVar(&prefill, "prefill", 0, "tasks queued on an agent beyond its free slots (default: 2 x slots, at least 4; up to 16 x slots for nodes whose tasks run for milliseconds)")
 	f.StringArrayVar(&labels, "label", nil, "pool label K=V (repeatable)")
 	f.StringArrayVar(&in.Apps, "app", nil, "application package NAME[@VERSION] every task of the pool gets (installed once per node; no version = the newest uploaded now; repeatable)")
 	f.StringVar(&startTask, "start-task", "", "shell command line run on every node as it joins, in its startup/wd directory; nodes take tasks once it succeeded")

@@ -338,7 +338,13 @@ func (e *engine) waitForWork(ctx context.Context, tick *time.Ticker) {
 	case <-e.kickc:
 		e.space(ctx, e.minInterval)
 	case <-e.reportc:
-		if wait := e.reportInterval - time.Since(e.lastCommit); wait > 0 {
+		// Waiting for company is pointless once the batch has plenty.
+		e.mu.Lock()
+		crowded := len(e.open.tasks) >= crowdedBatch
+		e.mu.Unlock()
+		if crowded {
+			e.space(ctx, e.minInterval)
+		} else if wait := e.reportInterval - time.Since(e.lastCommit); wait > 0 {
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			select {
@@ -363,6 +369,10 @@ func (e *engine) waitForWork(ctx context.Context, tick *time.Ticker) {
 		}
 	}
 }
+
+// crowdedBatch is the number of changed tasks from which a batch of reports
+// commits without waiting reportInterval for more.
+const crowdedBatch = 256
 
 // space waits until at least interval has passed since the last commit.
 func (e *engine) space(ctx context.Context, interval time.Duration) {
