@@ -296,6 +296,8 @@ cpu_ticks() {
   done
   echo "$t"
 }
+# self_ticks PID: CPU the process itself used (user + system, clock ticks).
+self_ticks() { { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; } 2>/dev/null || echo 0; }
 per_task_us() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }'; }
 
 run_xargs() {
@@ -329,6 +331,10 @@ run_lote_up() {
   # the spawner reaped; the submitting CLI's own CPU is left out.
   local pids c0 c1 s0 s1 p
   pids=$(for p in $(strays); do grep -qF "$home" "/proc/$p/cmdline" 2>/dev/null && echo "$p"; done)
+  # Each process's own CPU too (user + system, without reaped children):
+  # its role is the subcommand in its command line (up, agent, _spawner).
+  local -A own0=()
+  for p in $pids; do own0[$p]=$(self_ticks "$p"); done
   c0=$(cpu_ticks $pids)
   s0=0
   for p in $pids; do grep -q _spawner "/proc/$p/cmdline" 2>/dev/null && s0=$(awk '{ sub(/.*\) /, ""); print $14 + $15 }' "/proc/$p/stat"); done
@@ -338,6 +344,11 @@ run_lote_up() {
   c1=$(cpu_ticks $pids)
   s1=0
   for p in $pids; do grep -q _spawner "/proc/$p/cmdline" 2>/dev/null && s1=$(awk '{ sub(/.*\) /, ""); print $14 + $15 }' "/proc/$p/stat"); done
+  local role
+  for p in $pids; do
+    role=$({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | awk '{ sub(/^_/, "", $2); print $2 }')
+    case $role in up | agent | spawner) fig "lote_${role}_cpu_us_per_task" "$(per_task_us $(($(self_ticks "$p") - ${own0[$p]})) "$N")" ;; esac
+  done
   fig lote_rate "$(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
   fig lote_cpu_us_per_task "$(per_task_us $((c1 - c0)) "$N")"
   fig lote_task_cpu_us_per_task "$(per_task_us $((s1 - s0)) "$N")"
@@ -483,6 +494,7 @@ mkdir -p "$RESULTS"
   if [ -n "$(get lote_cpu_us_per_task)" ]; then
     echo "end to end: CPU per task: xargs $(get xargs_cpu_us_per_task) µs (xargs and the tasks);" \
       "Lote $(get lote_cpu_us_per_task) µs (server, agent, spawner and the tasks; the tasks alone $(get lote_task_cpu_us_per_task) µs)"
+    echo "end to end: Lote's own CPU per task: server (lote up) $(get lote_up_cpu_us_per_task) µs, agent $(get lote_agent_cpu_us_per_task) µs, spawner $(get lote_spawner_cpu_us_per_task) µs"
   fi
   grep -h 'lotebench:' "$work/lotebench.log" 2>/dev/null | sed 's/^ *lotebench: //' || true
   echo "raw figures:"
