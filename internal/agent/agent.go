@@ -754,7 +754,8 @@ func (a *Agent) removeDirsMade(r proto.Ref) {
 }
 
 func (a *Agent) attemptDir(r proto.Ref) string {
-	return filepath.Join(a.cfg.Dir, "workitems", r.Job, r.Task, strconv.Itoa(r.Attempt))
+	_, dir, _, _ := a.attemptDirs(r)
+	return dir
 }
 
 // startLocked spawns queued tasks while slots are free.
