@@ -7,8 +7,14 @@
 // Task life on the agent:
 //
 //	assigned ──slots free──► spawned ──exit──► reported ──ack──► forgotten
-//	   │                        │
-//	   └─revoke (not started)   └─kill (drop, cancel, shutdown)
+//	   │  │                     ▲  │
+//	   │  └─slots full──► chained  └─kill (drop, cancel, shutdown)
+//	   └─revoke (not started)
+//
+// A chained task waits in the spawner to take the slot of a running task
+// the moment that task ends (spawner.SpawnRequest.After), so a freed slot is
+// filled without a round trip through the agent; the predecessor's exit says
+// whether it started.
 package agent
 
 import (
@@ -23,6 +29,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,8 +113,9 @@ type task struct {
 	line    string
 	hasLine bool
 	slots   int
+	held    int    // slots counted in Agent.used: its slots from start until they are released
 	id      string // spawner ID
-	running bool   // holds its slots: staging, running or uploading
+	running bool   // started, staging, chained or uploading: not revocable, not in the queue
 	staging bool   // inputs being staged; no process yet
 	killed  bool   // dropped while staging: do not start it
 	// prepFailed: the job's preparation task failed on this node, so the
@@ -117,6 +125,13 @@ type task struct {
 	// dirsMade: its directories exist, made ahead by makeDirsAhead while
 	// it was queued; dirsBusy: makeDirsAhead is making them now.
 	dirsMade, dirsBusy bool
+	// after is the spawner ID of the task this chained task waits on in
+	// the spawner; it holds no slots until that task's exit says it
+	// started. follower is the task chained on this one; depth counts the
+	// chained tasks before this one in its slot.
+	after    string
+	follower *task
+	depth    int
 }
 
 type report struct {
@@ -142,7 +157,9 @@ type Agent struct {
 	aheadc    chan struct{}    // wakes makeDirsAhead
 	tasks     map[string]*task // by spawner ID: queued and running
 	queue     []*task
-	used      int
+	used      int           // slots held by tasks
+	bare      []*task       // tasks a queued one may be chained on (chain.go)
+	runAvg    time.Duration // moving average of task run times, for chaining
 	unsent    []*report
 	inflight  []*report
 	started   []proto.Started
@@ -310,9 +327,20 @@ func (a *Agent) adopt(ctx context.Context) error {
 		if !ok || a.tasks[r.ID] != nil {
 			continue
 		}
-		a.tasks[r.ID] = &task{ref: ref, slots: 1, id: r.ID, running: true}
+		a.tasks[r.ID] = &task{ref: ref, slots: 1, held: 1, id: r.ID, running: true}
 		a.used++
 	}
+	// A chained task whose predecessor still runs was dropped with the
+	// spawner's previous client. One whose predecessor ended learns its
+	// fate from that exit, delivered again to this client.
+	for _, t := range a.tasks {
+		if p := a.tasks[t.after]; t.after != "" && p != nil && slices.ContainsFunc(running, func(r spawner.Running) bool { return r.ID == p.id }) {
+			p.follower = nil
+			a.unchainLocked(t)
+			a.offerLocked(p)
+		}
+	}
+	a.startLocked()
 	if len(running) > 0 {
 		a.log.Info("adopted running tasks", "count", len(running))
 	}
@@ -501,7 +529,10 @@ func (a *Agent) welcome(w *proto.Welcome) error {
 	}
 	for _, k := range w.Keep {
 		if t := a.tasks[spawnID(k.Ref)]; t != nil && t.running {
-			a.used += k.Slots - t.slots
+			if t.held > 0 {
+				a.used += k.Slots - t.held
+				t.held = k.Slots
+			}
 			t.slots = k.Slots
 		}
 	}
@@ -771,12 +802,13 @@ func (a *Agent) startLocked() {
 	for len(a.queue) > 0 && !a.stopping {
 		t := a.queue[0]
 		if a.used > 0 && a.used+t.slots > a.cfg.Slots {
+			a.chainLocked()
 			return
 		}
 		a.queue[0] = nil
 		a.queue = a.queue[1:]
 		a.used += t.slots
-		t.running = true
+		t.held, t.running = t.slots, true
 		if needsStaging(t) || !a.appsReady(t) || !a.prepReady(t) {
 			ctx, cancel := context.WithCancel(context.Background())
 			t.staging, t.cancel = true, cancel
@@ -786,11 +818,24 @@ func (a *Agent) startLocked() {
 		}
 		if err := a.spawn(t); err != nil {
 			a.log.Error("spawning task", "task", t.id, "err", err)
+			a.releaseLocked(t)
 			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
 			continue
 		}
-		a.started = append(a.started, proto.Started{Ref: t.ref, At: time.Now().UnixNano()})
+		a.spawnedLocked(t, time.Now())
 	}
+}
+
+// spawnedLocked notes that t's process started at about at.
+func (a *Agent) spawnedLocked(t *task, at time.Time) {
+	a.started = append(a.started, proto.Started{Ref: t.ref, At: at.UnixNano()})
+	a.offerLocked(t)
+}
+
+// releaseLocked gives back the slots t holds.
+func (a *Agent) releaseLocked(t *task) {
+	a.used -= t.held
+	t.held = 0
 }
 
 func (a *Agent) spawn(t *task) error {
@@ -849,7 +894,7 @@ func (a *Agent) spawn(t *task) error {
 		env = append(env, k+"="+val)
 	}
 	return a.spawner().Spawn(spawner.SpawnRequest{
-		ID: t.id, Argv: argv, Env: env, Dir: cwd,
+		ID: t.id, After: t.after, Argv: argv, Env: env, Dir: cwd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"),
 		MaxWallClock: time.Duration(t.tpl.MaxWallClock), Credential: a.credLocked(),
 	})
@@ -941,12 +986,18 @@ func (a *Agent) drainExits(sp *spawner.Client) {
 				continue
 			}
 			t = &task{ref: ref, id: ex.ID} // finished while no agent ran
-		} else if a.needsUpload(t, ex) {
-			a.mu.Unlock()
-			go a.uploadAfter(t, ex)
-			continue
 		} else {
-			a.used -= t.slots
+			if !t.running {
+				a.removeQueued(t) // a chained task queued again, whose exit came late
+			}
+			a.noteRunLocked(ex)
+			a.chainEndedLocked(t, ex)
+			if a.needsUpload(t, ex) {
+				a.mu.Unlock()
+				go a.uploadAfter(t, ex)
+				continue
+			}
+			a.releaseLocked(t)
 		}
 		a.finishLocked(t, ex)
 		a.startLocked()

@@ -165,19 +165,19 @@ func (a *Agent) stageThenSpawn(ctx context.Context, t *task) {
 	t.staging, t.cancel = false, nil
 	switch {
 	case t.killed || a.stopping:
-		a.used -= t.slots
+		a.releaseLocked(t)
 		a.finishWith(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: "stopped while staging", EndedAt: time.Now()}, "", false)
 	case err != nil:
 		a.log.Warn("staging inputs failed", "task", t.id, "err", err)
 		t.prepFailed = errors.Is(err, errPrepFailed)
-		a.used -= t.slots
+		a.releaseLocked(t)
 		a.finishWith(t, spawner.Exit{ID: t.id, ExitCode: -1, EndedAt: time.Now()}, "staging inputs: "+err.Error(), false)
 	default:
 		if err := a.spawn(t); err != nil {
-			a.used -= t.slots
+			a.releaseLocked(t)
 			a.finishWith(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()}, "", false)
 		} else {
-			a.started = append(a.started, proto.Started{Ref: t.ref, At: time.Now().UnixNano()})
+			a.spawnedLocked(t, time.Now())
 		}
 	}
 	a.startLocked()
@@ -503,7 +503,7 @@ func (a *Agent) uploadAfter(t *task, ex spawner.Exit) {
 		a.log.Warn("staging outputs failed", "task", t.id, "err", stagingErr)
 	}
 	a.mu.Lock()
-	a.used -= t.slots
+	a.releaseLocked(t)
 	a.finishWith(t, ex, stagingErr, logBlobs)
 	a.startLocked()
 	a.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ type Client struct {
 	gone      chan struct{} // closed when the connection has ended
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
+	chains    bool // the spawner supports SpawnRequest.After; set before attached closes
 
 	mu     sync.Mutex
 	err    error         // why the connection ended
@@ -149,9 +151,13 @@ func (c *Client) Spawn(req SpawnRequest) error {
 	return c.send(&frame{Spawn: &req})
 }
 
+// Chains reports whether the spawner supports SpawnRequest.After.
+func (c *Client) Chains() bool { return c.chains }
+
 // Kill stops a running task: SIGTERM to its process group, then SIGKILL after
-// grace, or at once if grace is not positive. Its Exit has Killed set. An
-// unknown or finished task is left alone.
+// grace, or at once if grace is not positive. Its Exit has Killed set. A
+// spawn still waiting on its After is dropped, with an Exit that has Killed
+// set and no PID. An unknown or finished task is left alone.
 func (c *Client) Kill(id string, grace time.Duration) error {
 	return c.send(&frame{Kill: &killRequest{ID: id, Grace: grace}})
 }
@@ -238,6 +244,7 @@ func (c *Client) read() {
 		switch {
 		case f.Hello != 0:
 			if !attached {
+				c.chains = slices.Contains(f.Features, featureAfter)
 				close(c.attached)
 				attached = true
 			}

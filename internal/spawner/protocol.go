@@ -10,11 +10,17 @@ import (
 
 // The protocol is one JSON object per line in each direction. A client opens
 // with a hello frame; the spawner answers hello once the connection has become
-// its client (replacing any earlier one) and then re-sends every
-// unacknowledged exit. After that the client sends spawn, kill, ack and list
+// its client (replacing any earlier one), naming the features it has, and
+// then re-sends every unacknowledged exit. After that the client sends spawn, kill, ack and list
 // frames, and the spawner sends exit and running frames. Frames are handled in
 // order, so a list reply also confirms everything sent before it.
 const protocolVersion = 1
+
+// featureAfter is a spawner's support for SpawnRequest.After. A client sets
+// After only when the spawner's hello names it: a spawner started by an
+// older agent outlives the agent's upgrade, and would start such a task at
+// once, beside the one it should follow.
+const featureAfter = "after"
 
 // maxFrame bounds one line, so garbage on the socket cannot make either side
 // buffer without limit.
@@ -22,13 +28,14 @@ const maxFrame = 16 << 20
 
 // frame is one protocol message; exactly one field is set.
 type frame struct {
-	Hello   int           `json:"hello,omitempty"`
-	Spawn   *SpawnRequest `json:"spawn,omitempty"`
-	Kill    *killRequest  `json:"kill,omitempty"`
-	Ack     []string      `json:"ack,omitempty"`
-	List    uint64        `json:"list,omitempty"` // request number, echoed in the reply
-	Exit    *Exit         `json:"exit,omitempty"`
-	Running *runningReply `json:"running,omitempty"`
+	Hello    int           `json:"hello,omitempty"`
+	Features []string      `json:"features,omitempty"` // with the spawner's hello
+	Spawn    *SpawnRequest `json:"spawn,omitempty"`
+	Kill     *killRequest  `json:"kill,omitempty"`
+	Ack      []string      `json:"ack,omitempty"`
+	List     uint64        `json:"list,omitempty"` // request number, echoed in the reply
+	Exit     *Exit         `json:"exit,omitempty"`
+	Running  *runningReply `json:"running,omitempty"`
 }
 
 type killRequest struct {

@@ -119,12 +119,17 @@ type server struct {
 	recordMu sync.Mutex
 	paths    pathCache // guarded by recordMu
 
-	mu         sync.Mutex
-	drained    *sync.Cond     // broadcast when tasks becomes empty
-	finishing  sync.WaitGroup // exits waiting for their output to be copied
-	tasks      map[string]*task
-	byPID      map[int]*task
-	early      map[int]waitResult // reaped before the fork in flight registered its task
+	mu        sync.Mutex
+	drained   *sync.Cond     // broadcast when tasks becomes empty
+	finishing sync.WaitGroup // exits waiting for their output to be copied
+	tasks     map[string]*task
+	byPID     map[int]*task
+	early     map[int]waitResult // reaped before the fork in flight registered its task
+	// waiting holds the spawns that start when a running task is reaped,
+	// by that task's ID (their After); waitingOn maps their own IDs to it.
+	// They belong to the client that sent them, and are dropped with it.
+	waiting    map[string]*SpawnRequest
+	waitingOn  map[string]string
 	unacked    map[string]pendingExit
 	seq        uint64
 	client     *conn
@@ -145,6 +150,8 @@ func newServer(cfg ServeConfig, devNull int) *server {
 		tasks:      make(map[string]*task),
 		byPID:      make(map[int]*task),
 		early:      make(map[int]waitResult),
+		waiting:    make(map[string]*SpawnRequest),
+		waitingOn:  make(map[string]string),
 		unacked:    make(map[string]pendingExit),
 		conns:      make(map[net.Conn]struct{}),
 		detachedAt: now,
@@ -302,6 +309,7 @@ func (s *server) notify() {
 func (s *server) stop(ln net.Listener, acceptor *sync.WaitGroup) {
 	s.mu.Lock()
 	s.closing = true
+	s.dropWaiting()
 	for _, t := range s.tasks {
 		t.lost = true
 		s.terminate(t, t.grace)
@@ -319,10 +327,22 @@ func (s *server) stop(ln net.Listener, acceptor *sync.WaitGroup) {
 	s.handlers.Wait()
 
 	// A fork that was in flight registered its task after closing was set,
-	// which terminated it.
+	// which terminated it. Holding recordMu waits out a fork the reaper may
+	// still have had in flight for a task that waited on one just reaped;
+	// reaping needs only mu.
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
 	s.mu.Lock()
 	s.waitDrained()
 	s.mu.Unlock()
+}
+
+// dropWaiting forgets the spawns waiting on running tasks, when their client
+// goes or the spawner stops; s.mu must be held. Their predecessors' exits
+// tell the client they never started.
+func (s *server) dropWaiting() {
+	clear(s.waiting)
+	clear(s.waitingOn)
 }
 
 func (s *server) waitDrained() {
@@ -415,7 +435,8 @@ func (s *server) attach(c *conn) {
 	s.mu.Lock()
 	old := s.client
 	s.client = c
-	c.out.put(&frame{Hello: protocolVersion})
+	s.dropWaiting()
+	c.out.put(&frame{Hello: protocolVersion, Features: []string{featureAfter}})
 	pending := make([]pendingExit, 0, len(s.unacked))
 	for _, p := range s.unacked {
 		pending = append(pending, p)
@@ -438,6 +459,7 @@ func (s *server) detach(c *conn) {
 		return
 	}
 	s.client = nil
+	s.dropWaiting()
 	now := time.Now()
 	s.detachedAt, s.quietSince = now, now
 	s.notify()

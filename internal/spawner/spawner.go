@@ -38,6 +38,19 @@ type SpawnRequest struct {
 	MaxWallClock time.Duration
 	Grace        time.Duration // between SIGTERM and SIGKILL when the spawner stops the task; 0 means 5 s
 	Credential   *syscall.Credential
+	// After, when set, is the ID of a task whose slot this one takes: it
+	// starts the moment that task is reaped, without waiting for the client
+	// to hear of the exit and ask, and that task's Exit names it in Next.
+	// After may itself be waiting, which makes a chain. The spawn is
+	// dropped without an Exit when After neither runs nor waits (already
+	// reaped, or unknown), when another spawn already waits on After, when
+	// After ends without starting it (After never started, or was killed
+	// while waiting), and when its client goes away before After ends; the
+	// client learns that it did not start from After's Exit, whose Next is
+	// empty. Dropping a spawn drops the one waiting on it. Kill drops it with
+	// an Exit that has Killed set and no PID. A spawner supports After when
+	// Client.Chains says so.
+	After string `json:",omitempty"`
 }
 
 // Exit reports how a task ended. Every spawn yields exactly one Exit, which is
@@ -63,6 +76,9 @@ type Exit struct {
 	// them in their files; nil when not known (output still open when the
 	// exit was reported, or an exit recovered after a spawner restart).
 	Written *[2]int64 `json:",omitempty"`
+	// Next is the ID of the spawn that waited on this task (its After) and
+	// was started when this task was reaped.
+	Next string `json:",omitempty"`
 }
 
 // Running is a task alive now, as reported by Client.List.

@@ -748,12 +748,130 @@ func TestBadFrames(t *testing.T) {
 		got = append(got, sc.Text())
 	}
 	var exit frame
-	if len(got) < 2 || got[0] != `{"hello":1}` || json.Unmarshal([]byte(got[1]), &exit) != nil || exit.Exit == nil || exit.Exit.ID != "ok" {
+	if len(got) < 2 || got[0] != `{"hello":1,"features":["after"]}` || json.Unmarshal([]byte(got[1]), &exit) != nil || exit.Exit == nil || exit.Exit.ID != "ok" {
 		t.Errorf("frames = %q (%v), want hello and the exit of ok", got, sc.Err())
 	}
 
 	c := f.dial(t)
 	if err := c.Spawn(SpawnRequest{Argv: []string{"/bin/true"}}); err == nil {
 		t.Error("spawn without an id succeeded")
+	}
+}
+
+// exitsUntil collects exits until every one of ids has come.
+func exitsUntil(t *testing.T, c *Client, ids ...string) map[string]Exit {
+	t.Helper()
+	got := map[string]Exit{}
+	timeout := time.After(waitTimeout)
+	for {
+		missing := false
+		for _, id := range ids {
+			if _, ok := got[id]; !ok {
+				missing = true
+			}
+		}
+		if !missing {
+			return got
+		}
+		select {
+		case e, ok := <-c.Exits():
+			if !ok {
+				t.Fatalf("exits closed; have %v, want %v", got, ids)
+			}
+			got[e.ID] = e
+		case <-timeout:
+			t.Fatalf("exits %v, want %v", got, ids)
+		}
+	}
+}
+
+// TestAfter checks that a spawn waiting on a running task starts when that
+// task is reaped and is named in its exit, and that one which cannot wait
+// is dropped without an exit.
+func TestAfter(t *testing.T) {
+	f := newFixture(t)
+	f.serve(t, ServeConfig{})
+	c := f.dial(t)
+	if !c.Chains() {
+		t.Fatal("Chains() = false")
+	}
+	fifo := filepath.Join(f.dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustSpawn(t, c, sh("first", f.dir, "read line < "+fifo))
+	next := sh("next", f.dir, "exit 3")
+	next.After = "first"
+	mustSpawn(t, c, next)
+	second := sh("second", f.dir, "exit 0")
+	second.After = "first" // first already has a follower
+	mustSpawn(t, c, second)
+	third := sh("third", f.dir, "exit 4")
+	third.After = "next" // a chain
+	mustSpawn(t, c, third)
+	orphan := sh("orphan", f.dir, "exit 0")
+	orphan.After = "unknown"
+	mustSpawn(t, c, orphan)
+	if running := mustList(t, c); len(running) != 1 || running["first"].PID == 0 {
+		t.Fatalf("running = %v, want only first", running)
+	}
+	mustSpawn(t, c, next) // a duplicate of a waiting spawn is ignored
+
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("go\n")
+	w.Close()
+	got := exitsUntil(t, c, "first", "next", "third")
+	if e := got["first"]; e.ExitCode != 0 || e.Next != "next" {
+		t.Errorf("first's exit = %+v, want exit 0 with Next next", e)
+	}
+	if e := got["next"]; e.ExitCode != 3 || e.PID == 0 || e.StartedAt.Before(got["first"].EndedAt) || e.Next != "third" {
+		t.Errorf("next's exit = %+v, want exit 3, started after first ended (%v), Next third", e, got["first"].EndedAt)
+	}
+	if e := got["third"]; e.ExitCode != 4 || e.StartedAt.Before(got["next"].EndedAt) {
+		t.Errorf("third's exit = %+v, want exit 4, started after next ended (%v)", e, got["next"].EndedAt)
+	}
+
+	// Killing a waiting spawn drops it with a killed exit; its predecessor
+	// then ends with no Next.
+	mustSpawn(t, c, SpawnRequest{ID: "sleeper", Argv: []string{"/bin/sleep", "300"}})
+	waiter := sh("waiter", f.dir, "exit 0")
+	waiter.After = "sleeper"
+	mustSpawn(t, c, waiter)
+	behind := sh("behind", f.dir, "exit 0")
+	behind.After = "waiter"
+	mustSpawn(t, c, behind)
+	c.Kill("waiter", time.Minute)
+	if e := waitExit(t, c, "waiter"); !e.Killed || e.PID != 0 || !e.StartedAt.IsZero() || e.ExitCode != -1 {
+		t.Errorf("waiter's exit = %+v, want killed before it started", e)
+	}
+	c.Kill("sleeper", 0)
+	if e := waitExit(t, c, "sleeper"); e.Next != "" {
+		t.Errorf("sleeper's exit = %+v, want no Next", e)
+	}
+
+	// A client that goes takes its waiting spawns with it.
+	mustSpawn(t, c, SpawnRequest{ID: "held", Argv: []string{"/bin/sleep", "300"}})
+	dropped := sh("dropped", f.dir, "exit 0")
+	dropped.After = "held"
+	mustSpawn(t, c, dropped)
+	mustList(t, c) // both handled
+	c.Close()
+	c2 := f.dial(t)
+	c2.Kill("held", 0)
+	mustSpawn(t, c2, sh("marker", f.dir, "exit 0"))
+	got = exitsUntil(t, c2, "held", "marker")
+	if e := got["held"]; e.Next != "" || e.Signal != 9 {
+		t.Errorf("held's exit = %+v, want killed with no Next", e)
+	}
+	for _, id := range []string{"second", "orphan", "dropped", "behind"} {
+		if e, ok := got[id]; ok {
+			t.Errorf("exit of dropped spawn %q: %+v", id, e)
+		}
+	}
+	if running := mustList(t, c2); len(running) != 0 {
+		t.Errorf("running = %v, want none", running)
 	}
 }

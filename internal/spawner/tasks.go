@@ -73,13 +73,44 @@ func (s *server) spawn(req *SpawnRequest) {
 	s.mu.Lock()
 	_, running := s.tasks[req.ID]
 	_, exited := s.unacked[req.ID]
-	closing := s.closing
-	s.mu.Unlock()
-	if running || exited {
-		log.Printf("spawner: ignoring spawn of %q: it already runs or has an unacknowledged exit", req.ID)
+	_, waits := s.waitingOn[req.ID]
+	if running || exited || waits {
+		s.mu.Unlock()
+		log.Printf("spawner: ignoring spawn of %q: it already runs, waits, or has an unacknowledged exit", req.ID)
 		return
 	}
+	if req.After != "" {
+		s.wait(req)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.launch(req)
+}
 
+// wait keeps req to start when its After is reaped, or drops it when After
+// neither runs nor waits: After's exit, already on its way, tells the
+// client. s.mu must be held.
+func (s *server) wait(req *SpawnRequest) {
+	_, running := s.tasks[req.After]
+	_, waits := s.waitingOn[req.After]
+	if !running && !waits || s.closing {
+		return
+	}
+	if other, taken := s.waiting[req.After]; taken {
+		log.Printf("spawner: dropping spawn of %q: %q already waits on %q", req.ID, other.ID, req.After)
+		return
+	}
+	s.waiting[req.After] = req
+	s.waitingOn[req.ID] = req.After
+}
+
+// launch starts req, or records why it could not, and reports whether a
+// process started. s.recordMu must be held.
+func (s *server) launch(req *SpawnRequest) bool {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
 	t := &task{rec: record{ID: req.ID}, grace: cmp.Or(req.Grace, defaultGrace)}
 	err := errShuttingDown
 	if !closing {
@@ -89,7 +120,7 @@ func (s *server) spawn(req *SpawnRequest) {
 		now := time.Now()
 		t.rec.StartedAt = now
 		s.finish(&t.rec, &Exit{ID: req.ID, ExitCode: -1, StartErr: err.Error(), StartedAt: now, EndedAt: now})
-		return
+		return false
 	}
 
 	s.mu.Lock()
@@ -108,8 +139,9 @@ func (s *server) spawn(req *SpawnRequest) {
 	}
 	s.mu.Unlock()
 	if reaped {
-		s.complete(t, w)
+		s.complete(t, w, "")
 	}
+	return true
 }
 
 // start forks and execs the task and writes its first record.
@@ -253,10 +285,18 @@ func (s *server) timeout(t *task) {
 
 func (s *server) kill(id string, grace time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if t := s.tasks[id]; t != nil {
 		t.killed = true
 		s.terminate(t, grace)
+	}
+	after, waits := s.waitingOn[id]
+	if waits {
+		delete(s.waitingOn, id)
+		delete(s.waiting, after)
+	}
+	s.mu.Unlock()
+	if waits {
+		s.finish(&record{ID: id}, &Exit{ID: id, ExitCode: -1, Killed: true, EndedAt: time.Now()})
 	}
 }
 
@@ -325,6 +365,11 @@ func (s *server) reaped(pid int, w waitResult) {
 	}
 	delete(s.byPID, pid)
 	delete(s.tasks, t.rec.ID)
+	next := s.waiting[t.rec.ID]
+	if next != nil {
+		delete(s.waiting, t.rec.ID)
+		delete(s.waitingOn, next.ID)
+	}
 	t.exited = true
 	if t.wall != nil {
 		t.wall.Stop()
@@ -336,12 +381,25 @@ func (s *server) reaped(pid int, w waitResult) {
 		s.drained.Broadcast()
 	}
 	s.mu.Unlock()
-	s.complete(t, w)
+	var started string
+	if next != nil && s.startNext(next) {
+		started = next.ID
+	}
+	s.complete(t, w, started)
 }
 
-// complete reports a reaped task. Whatever the task left behind in its
-// process group is killed first: no background child outlives its task.
-func (s *server) complete(t *task, w waitResult) {
+// startNext starts the spawn that waited on a task just reaped: the slot is
+// filled here, before the client has even heard of the exit.
+func (s *server) startNext(req *SpawnRequest) bool {
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
+	return s.launch(req)
+}
+
+// complete reports a reaped task, and next, the spawn started in its place.
+// Whatever the task left behind in its process group is killed first: no
+// background child outlives its task.
+func (s *server) complete(t *task, w waitResult, next string) {
 	killGroup(t.rec.PGID, syscall.SIGKILL)
 	e := &Exit{
 		ID:        t.rec.ID,
@@ -351,6 +409,7 @@ func (s *server) complete(t *task, w waitResult) {
 		Lost:      t.lost,
 		StartedAt: t.rec.StartedAt,
 		EndedAt:   w.at,
+		Next:      next,
 	}
 	exitStatus(e, w.status, &w.usage)
 	// The exit is reported once the output is in its files (the agent reads
@@ -391,6 +450,7 @@ func (s *server) finish(rec *record, e *Exit) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropChain(e.ID) // what waited on it and did not start in its place
 	s.seq++
 	s.unacked[e.ID] = pendingExit{s.seq, e}
 	if s.client != nil {
@@ -399,6 +459,20 @@ func (s *server) finish(rec *record, e *Exit) {
 	}
 	s.quietSince = time.Now()
 	s.notify()
+}
+
+// dropChain drops the spawn waiting on id, the one waiting on that, and so
+// on; s.mu must be held.
+func (s *server) dropChain(id string) {
+	for {
+		w := s.waiting[id]
+		if w == nil {
+			return
+		}
+		delete(s.waiting, id)
+		delete(s.waitingOn, w.ID)
+		id = w.ID
+	}
 }
 
 func (s *server) ack(ids []string) {
