@@ -246,6 +246,13 @@ func spawnerCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			// One P: the spawner's work is serial (forks and journal
+			// writes take one lock), and with a second P every handoff
+			// between its goroutines (socket reader, reaper, output
+			// copiers, writer) woke another thread. On a busy 2-core
+			// node that was half of its context switches and a fifth of
+			// its CPU per task.
+			runtime.GOMAXPROCS(1)
 			return spawner.Serve(c.Context(), cfg)
 		},
 	}
