@@ -276,8 +276,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	a.startSpawner = func(ctx context.Context) (*spawner.Client, error) {
-		return spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"),
+		sp, err := spawner.Ensure(ctx, sock, exe, "_spawner", "--socket", sock, "--state", filepath.Join(cfg.Dir, "spawner"),
 			"--orphaned", cfg.AdoptTimeout.String())
+		if err != nil {
+			return nil, err
+		}
+		// Every task's environment starts with the agent's.
+		if err := sp.SetBase(a.env); err != nil {
+			sp.Close()
+			return nil, err
+		}
+		return sp, nil
 	}
 	sp, err := a.startSpawner(ctx)
 	if err != nil {
@@ -869,8 +878,7 @@ func (a *Agent) spawn(t *task) error {
 		}
 		cwd = s
 	}
-	env := make([]string, 0, len(a.env)+16+len(t.tpl.Env))
-	env = append(env, a.env...)
+	env := make([]string, 0, 16+len(t.tpl.Env))
 	env = append(env,
 		"LOTE_POOL_ID="+t.tpl.Pool,
 		"LOTE_NODE_ID="+a.id.NodeID,
@@ -894,7 +902,7 @@ func (a *Agent) spawn(t *task) error {
 		env = append(env, k+"="+val)
 	}
 	return a.spawner().Spawn(spawner.SpawnRequest{
-		ID: t.id, After: t.after, Argv: argv, Env: env, Dir: cwd,
+		ID: t.id, After: t.after, Argv: argv, Env: env, Base: true, Dir: cwd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"),
 		MaxWallClock: time.Duration(t.tpl.MaxWallClock), Credential: a.credLocked(),
 	})

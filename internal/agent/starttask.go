@@ -135,16 +135,15 @@ func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st p
 	id := fmt.Sprintf("%s-%d-%d", kind, attempt, time.Now().UnixNano())
 	ch := make(chan spawner.Exit, 1)
 	a.mu.Lock()
-	env := append([]string(nil), a.env...)
-	env = append(env,
-		"LOTE_POOL_ID="+a.cfg.Pool,
-		"LOTE_NODE_ID="+a.id.NodeID,
-		"LOTE_TASK_WORKING_DIR="+wd,
-		"LOTE_TASK_DIR="+dir,
-		"LOTE_NODE_SHARED_DIR="+filepath.Join(a.cfg.Dir, "shared"),
-		"LOTE_NODE_ROOT_DIR="+a.cfg.Dir,
-		"LOTE_ATTEMPT="+strconv.Itoa(attempt),
-	)
+	env := []string{
+		"LOTE_POOL_ID=" + a.cfg.Pool,
+		"LOTE_NODE_ID=" + a.id.NodeID,
+		"LOTE_TASK_WORKING_DIR=" + wd,
+		"LOTE_TASK_DIR=" + dir,
+		"LOTE_NODE_SHARED_DIR=" + filepath.Join(a.cfg.Dir, "shared"),
+		"LOTE_NODE_ROOT_DIR=" + a.cfg.Dir,
+		"LOTE_ATTEMPT=" + strconv.Itoa(attempt),
+	}
 	if job != "" {
 		env = append(env, "LOTE_JOB_ID="+job, "LOTE_JOB_PREP_DIR="+a.jobPrepDir(job))
 	}
@@ -157,7 +156,7 @@ func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st p
 	a.start.wait[id] = ch
 	a.mu.Unlock()
 	err := a.spawner().Spawn(spawner.SpawnRequest{
-		ID: id, Argv: argv, Env: env, Dir: wd,
+		ID: id, Argv: argv, Env: env, Base: true, Dir: wd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"), Credential: cred,
 	})
 	if err != nil {

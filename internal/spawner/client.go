@@ -26,9 +26,11 @@ type Client struct {
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
 	chains    bool // the spawner supports SpawnRequest.After; set before attached closes
+	bases     bool // the spawner supports SpawnRequest.Base; set before attached closes
 
 	mu     sync.Mutex
 	err    error         // why the connection ended
+	base   *baseEnv      // the last SetBase, for a spawner without bases
 	queue  []Exit        // received, not yet sent on exits
 	queued chan struct{} // capacity 1: queue grew
 	lists  map[uint64]chan []Running
@@ -148,7 +150,26 @@ func (c *Client) Spawn(req SpawnRequest) error {
 	if err := checkID(req.ID); err != nil {
 		return fmt.Errorf("spawn: %w", err)
 	}
+	if req.Base && !c.bases {
+		c.mu.Lock()
+		req.Env, req.Base = c.base.with(req.Env), false
+		c.mu.Unlock()
+	}
 	return c.send(&frame{Spawn: &req})
+}
+
+// SetBase sets the environment that spawns with Base add to, from now on;
+// until it is called that is empty. It is sent to the spawner once, not
+// with every spawn.
+func (c *Client) SetBase(env []string) error {
+	if c.bases {
+		return c.send(&frame{Base: append(make([]string, 0, len(env)), env...)})
+	}
+	b := newBaseEnv(env)
+	c.mu.Lock()
+	c.base = b
+	c.mu.Unlock()
+	return nil
 }
 
 // Chains reports whether the spawner supports SpawnRequest.After.
@@ -245,6 +266,7 @@ func (c *Client) read() {
 		case f.Hello != 0:
 			if !attached {
 				c.chains = slices.Contains(f.Features, featureAfter)
+				c.bases = slices.Contains(f.Features, featureBase)
 				close(c.attached)
 				attached = true
 			}

@@ -22,6 +22,9 @@ const protocolVersion = 1
 // once, beside the one it should follow.
 const featureAfter = "after"
 
+// featureBase is a spawner's support for SpawnRequest.Base and base frames.
+const featureBase = "base"
+
 // maxFrame bounds one line, so garbage on the socket cannot make either side
 // buffer without limit.
 const maxFrame = 16 << 20
@@ -30,6 +33,7 @@ const maxFrame = 16 << 20
 type frame struct {
 	Hello    int           `json:"hello,omitempty"`
 	Features []string      `json:"features,omitempty"` // with the spawner's hello
+	Base     []string      `json:"base,omitempty"`     // the connection's base environment
 	Spawn    *SpawnRequest `json:"spawn,omitempty"`
 	Kill     *killRequest  `json:"kill,omitempty"`
 	Ack      []string      `json:"ack,omitempty"`

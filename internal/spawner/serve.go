@@ -102,6 +102,7 @@ type conn struct {
 	nc       net.Conn
 	out      *outbox
 	replaced atomic.Bool // a newer client took over; stop handling frames
+	base     *baseEnv    // set by base frames; only the connection's handler uses it
 }
 
 type server struct {
@@ -417,7 +418,12 @@ func (s *server) serveConn(nc net.Conn) {
 func (s *server) handle(c *conn, f *frame) {
 	switch {
 	case f.Spawn != nil:
+		if f.Spawn.Base {
+			f.Spawn.Env, f.Spawn.Base = c.base.with(f.Spawn.Env), false
+		}
 		s.spawn(f.Spawn)
+	case f.Base != nil:
+		c.base = newBaseEnv(f.Base)
 	case f.Kill != nil:
 		s.kill(f.Kill.ID, f.Kill.Grace)
 	case f.Ack != nil:
@@ -436,7 +442,7 @@ func (s *server) attach(c *conn) {
 	old := s.client
 	s.client = c
 	s.dropWaiting()
-	c.out.put(&frame{Hello: protocolVersion, Features: []string{featureAfter}})
+	c.out.put(&frame{Hello: protocolVersion, Features: []string{featureAfter, featureBase}})
 	pending := make([]pendingExit, 0, len(s.unacked))
 	for _, p := range s.unacked {
 		pending = append(pending, p)

@@ -29,12 +29,17 @@ type SpawnRequest struct {
 	// spawn whose ID is running or has an unacknowledged Exit is ignored:
 	// that task's Exit answers it, so a restarted agent can never start a
 	// second live copy.
-	ID           string
-	Argv         []string // executed directly, no shell; Argv[0] is looked up in Env's PATH when it has no slash
-	Env          []string // full environment, "K=V"
-	Dir          string   // working directory
-	Stdout       string   // file created (truncated) with mode 0644; empty means /dev/null
-	Stderr       string   // as Stdout
+	ID   string
+	Argv []string // executed directly, no shell; Argv[0] is looked up in Env's PATH when it has no slash
+	Env  []string // full environment, "K=V", or with Base what it adds
+	// Base makes Env an addition to the base environment the client set
+	// with Client.SetBase: a variable in Env replaces the base's of the
+	// same name. An agent's environment is most of every task's, and was
+	// most of each request's bytes to encode and decode.
+	Base         bool   `json:",omitempty"`
+	Dir          string // working directory
+	Stdout       string // file created (truncated) with mode 0644; empty means /dev/null
+	Stderr       string // as Stdout
 	MaxWallClock time.Duration
 	Grace        time.Duration // between SIGTERM and SIGKILL when the spawner stops the task; 0 means 5 s
 	Credential   *syscall.Credential

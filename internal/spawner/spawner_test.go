@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -748,7 +749,7 @@ func TestBadFrames(t *testing.T) {
 		got = append(got, sc.Text())
 	}
 	var exit frame
-	if len(got) < 2 || got[0] != `{"hello":1,"features":["after"]}` || json.Unmarshal([]byte(got[1]), &exit) != nil || exit.Exit == nil || exit.Exit.ID != "ok" {
+	if len(got) < 2 || got[0] != `{"hello":1,"features":["after","base"]}` || json.Unmarshal([]byte(got[1]), &exit) != nil || exit.Exit == nil || exit.Exit.ID != "ok" {
 		t.Errorf("frames = %q (%v), want hello and the exit of ok", got, sc.Err())
 	}
 
@@ -873,5 +874,78 @@ func TestAfter(t *testing.T) {
 	}
 	if running := mustList(t, c2); len(running) != 0 {
 		t.Errorf("running = %v, want none", running)
+	}
+}
+
+// TestBase checks that a spawn with Base runs with the connection's base
+// environment plus its own variables, each name once.
+func TestBase(t *testing.T) {
+	f := newFixture(t)
+	f.serve(t, ServeConfig{})
+	c := f.dial(t)
+	if err := c.SetBase([]string{"PATH=/usr/bin:/bin", "SHARED=base", "KEPT=yes"}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(f.dir, "env")
+	mustSpawn(t, c, SpawnRequest{ID: "env", Argv: []string{"env"}, Env: []string{"SHARED=task", "OWN=1"}, Base: true, Dir: f.dir, Stdout: out})
+	if e := waitExit(t, c, "env"); e.ExitCode != 0 {
+		t.Fatalf("exit = %+v", e)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(string(b))
+	slices.Sort(got)
+	if want := []string{"KEPT=yes", "OWN=1", "PATH=/usr/bin:/bin", "SHARED=task"}; !slices.Equal(got, want) {
+		t.Errorf("environment = %q, want %q", got, want)
+	}
+}
+
+// TestOlderSpawner checks what a client does for a spawner whose hello
+// names no features (one started by an older agent): it sends the full
+// environment in each spawn, and does not chain.
+func TestOlderSpawner(t *testing.T) {
+	f := newFixture(t)
+	ln, err := net.Listen("unix", f.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	frames := make(chan string, 10)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		sc := newFrameScanner(nc)
+		if !sc.Scan() {
+			return
+		}
+		fmt.Fprintln(nc, `{"hello":1}`)
+		for sc.Scan() {
+			frames <- sc.Text()
+		}
+	}()
+	c := f.dial(t)
+	if c.Chains() {
+		t.Error("Chains() = true for a spawner without the feature")
+	}
+	if err := c.SetBase([]string{"A=1", "PATH=/bin"}); err != nil {
+		t.Fatal(err)
+	}
+	mustSpawn(t, c, SpawnRequest{ID: "x", Argv: []string{"true"}, Env: []string{"A=2"}, Base: true})
+	var fr frame
+	select {
+	case line := <-frames:
+		if err := json.Unmarshal([]byte(line), &fr); err != nil || fr.Spawn == nil {
+			t.Fatalf("first frame after hello = %s, want the spawn", line)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no frame")
+	}
+	if fr.Spawn.Base || !slices.Equal(fr.Spawn.Env, []string{"A=2", "PATH=/bin"}) {
+		t.Errorf("spawn = Base %v, Env %q; want the full environment", fr.Spawn.Base, fr.Spawn.Env)
 	}
 }
