@@ -132,6 +132,7 @@ type task struct {
 	after    string
 	follower *task
 	depth    int
+	ended    bool // its process has ended: nothing may be chained on it
 }
 
 type report struct {
@@ -826,8 +827,15 @@ func (a *Agent) startLocked() {
 			continue
 		}
 		if err := a.spawn(t); err != nil {
-			a.log.Error("spawning task", "task", t.id, "err", err)
 			a.releaseLocked(t)
+			if errors.Is(err, spawner.ErrClosed) {
+				// The spawner is gone: the task waits in the queue for the
+				// new one, whose adoption starts the queue again.
+				t.running = false
+				a.queue = slices.Insert(a.queue, 0, t)
+				return
+			}
+			a.log.Error("spawning task", "task", t.id, "err", err)
 			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
 			continue
 		}

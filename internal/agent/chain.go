@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -31,7 +32,7 @@ const (
 // process ended. (One whose large logs turn out to need uploading lets its
 // follower start meanwhile.)
 func (a *Agent) offerLocked(t *task) {
-	if t.follower == nil && t.depth < chainDepth && t.tpl != nil && len(t.tpl.Outputs) == 0 && !slices.Contains(a.bare, t) {
+	if t.follower == nil && !t.ended && t.depth < chainDepth && t.tpl != nil && len(t.tpl.Outputs) == 0 && !slices.Contains(a.bare, t) {
 		a.bare = append(a.bare, t)
 	}
 }
@@ -78,9 +79,14 @@ func (a *Agent) chainLocked() {
 		a.queue = a.queue[1:]
 		t.running, t.after, t.depth, p.follower = true, p.id, p.depth+1, t
 		if err := a.spawn(t); err != nil {
-			a.log.Error("spawning task", "task", t.id, "err", err)
-			p.follower, t.after = nil, ""
+			p.follower = nil
 			a.offerLocked(p)
+			if errors.Is(err, spawner.ErrClosed) {
+				a.unchainLocked(t) // waits for the new spawner, as in startLocked
+				return
+			}
+			t.after = ""
+			a.log.Error("spawning task", "task", t.id, "err", err)
 			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
 			continue
 		}
@@ -88,18 +94,28 @@ func (a *Agent) chainLocked() {
 	}
 }
 
-// chainEndedLocked settles the chain around a task that ended. A chained
-// task that ends before the one it waited on (killed while waiting, or
-// failed to start) held no slots. Its follower took its slots when the exit
-// names it in Next, and moved up its chain; when not, the spawner dropped
-// it and all chained after it, and they are queued again.
+// chainEndedLocked settles the chain around a task that ended. Its follower
+// took its slots when the exit names it in Next, and moved up its chain;
+// when not, the spawner dropped it and all chained after it, and they are
+// queued again.
+//
+// Exits can arrive out of chain order: the spawner reports an exit once the
+// task's output is copied, which may take longer than the whole run of the
+// task that started in its place. So a chained task may end before the
+// agent hears that the one it waited on did. If it ran (it has a pid), that
+// one has ended and the slots are now its own; if it never started (killed
+// while waiting, or its start failed), it held no slots.
 func (a *Agent) chainEndedLocked(t *task, ex spawner.Exit) {
 	a.unofferLocked(t)
 	if p := a.tasks[t.after]; t.after != "" && p != nil && p.follower == t {
 		p.follower = nil
-		a.offerLocked(p)
+		if ex.PID != 0 {
+			t.held, p.held, p.ended = p.held, 0, true
+		} else {
+			a.offerLocked(p)
+		}
 	}
-	t.after = ""
+	t.ended, t.after = true, ""
 	f := t.follower
 	if f == nil {
 		return
@@ -110,10 +126,10 @@ func (a *Agent) chainEndedLocked(t *task, ex spawner.Exit) {
 		return
 	}
 	f.after, f.held, t.held = "", t.held, 0
-	tail := f
+	tail, depth := f, 0
 	for x := f; x != nil; x = x.follower {
-		x.depth--
-		tail = x
+		x.depth, tail = depth, x
+		depth++
 	}
 	a.spawnedLocked(f, ex.EndedAt)
 	a.offerLocked(tail)

@@ -175,7 +175,12 @@ func (a *Agent) stageThenSpawn(ctx context.Context, t *task) {
 	default:
 		if err := a.spawn(t); err != nil {
 			a.releaseLocked(t)
-			a.finishWith(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()}, "", false)
+			ex := spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()}
+			if errors.Is(err, spawner.ErrClosed) {
+				// Not the task's fault: the server runs it again.
+				ex.StartErr, ex.Lost = "", true
+			}
+			a.finishWith(t, ex, "", false)
 		} else {
 			a.spawnedLocked(t, time.Now())
 		}
