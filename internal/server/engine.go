@@ -416,10 +416,12 @@ func (e *engine) commitOnce(ctx context.Context) error {
 		e.stats.batches.Add(1)
 		e.stats.tasks.Add(uint64(len(b.sealed.Tasks)))
 	}
+	// Events first: an API call that waited for this commit must find
+	// its events in the stream when it returns.
+	e.events.publish(b.events)
 	e.committed.Store(b.seq)
 	e.notify()
 	e.release(b)
-	e.events.publish(b.events)
 	e.spare = b
 	return nil
 }
