@@ -14,7 +14,10 @@
 // The agent talks to its spawner through a Client over a unix socket, using
 // newline-delimited JSON frames that both sides coalesce into few writes. A
 // restarted agent connects again, lists the running tasks to adopt them, and
-// receives every exit it has not yet acknowledged.
+// receives every exit it has not yet acknowledged. Two features keep short
+// tasks cheap: a spawn may wait on a running task and start the moment that
+// task is reaped (SpawnRequest.After), and its environment may add to a base
+// sent once per connection (SpawnRequest.Base).
 package spawner
 
 import (
