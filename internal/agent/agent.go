@@ -986,40 +986,57 @@ func (a *Agent) exits(done <-chan struct{}) {
 }
 
 func (a *Agent) drainExits(sp *spawner.Client) {
-	for ex := range sp.Exits() {
+	exits := sp.Exits()
+	for ex := range exits {
 		a.mu.Lock()
-		if a.startTaskExitLocked(ex) {
-			a.mu.Unlock()
-			sp.Ack(ex.ID)
-			continue
+		a.exitLocked(sp, ex)
+		// The exits already here are handled under the same lock, so the
+		// lot costs one pass over the queue and one report.
+	more:
+		for {
+			select {
+			case ex, ok := <-exits:
+				if !ok {
+					break more
+				}
+				a.exitLocked(sp, ex)
+			default:
+				break more
+			}
 		}
-		t := a.tasks[ex.ID]
-		if t == nil {
-			ref, ok := parseSpawnID(ex.ID)
-			if !ok {
-				a.mu.Unlock()
-				sp.Ack(ex.ID)
-				continue
-			}
-			t = &task{ref: ref, id: ex.ID} // finished while no agent ran
-		} else {
-			if !t.running {
-				a.removeQueued(t) // a chained task queued again, whose exit came late
-			}
-			a.noteRunLocked(ex)
-			a.chainEndedLocked(t, ex)
-			if a.needsUpload(t, ex) {
-				a.mu.Unlock()
-				go a.uploadAfter(t, ex)
-				continue
-			}
-			a.releaseLocked(t)
-		}
-		a.finishLocked(t, ex)
 		a.startLocked()
 		a.mu.Unlock()
 		a.wake()
 	}
+}
+
+// exitLocked turns one exit into a report, or into an upload first.
+func (a *Agent) exitLocked(sp *spawner.Client, ex spawner.Exit) {
+	if a.startTaskExitLocked(ex) {
+		sp.Ack(ex.ID)
+		return
+	}
+	t := a.tasks[ex.ID]
+	if t == nil {
+		ref, ok := parseSpawnID(ex.ID)
+		if !ok {
+			sp.Ack(ex.ID)
+			return
+		}
+		t = &task{ref: ref, id: ex.ID} // finished while no agent ran
+	} else {
+		if !t.running {
+			a.removeQueued(t) // a chained task queued again, whose exit came late
+		}
+		a.noteRunLocked(ex)
+		a.chainEndedLocked(t, ex)
+		if a.needsUpload(t, ex) {
+			go a.uploadAfter(t, ex)
+			return
+		}
+		a.releaseLocked(t)
+	}
+	a.finishLocked(t, ex)
 }
 
 func (a *Agent) finishLocked(t *task, ex spawner.Exit) { a.finishWith(t, ex, "", false) }
