@@ -86,7 +86,7 @@ func serverFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.Float64Var(&cfg.RateLimit, "rate-limit", server.DefaultRateLimit, "API requests per second per token (bursts of twice that; 0 = unlimited)")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ (admin token only)")
 	f.DurationVar(&cfg.CommitInterval, "commit-interval", 0, "least time between group commits (default 2ms): longer batches more changes per transaction and fsync, at the cost of latency")
-	f.DurationVar(&cfg.ReportCommitInterval, "report-commit-interval", 0, "least time between group commits that carry only agent reports, which no request waits on (default 10ms): under a stream of short tasks, longer batches cut the store's cost per task")
+	f.DurationVar(&cfg.ReportCommitInterval, "report-commit-interval", 0, "least time between group commits that carry only agent reports, which no request waits on (default 20ms): under a stream of short tasks, longer batches cut the store's cost per task")
 	f.DurationVar(&cfg.CompletedJobRetention, "completed-job-retention", 0, "delete completed jobs (records and logs) this long after they complete (0 = keep)")
 	f.IntVar(&cfg.MaxQueuedTasksPerUser, "max-queued-tasks-per-user", 0, "refuse (429) a submission that would give its user more waiting tasks than this (0 = no quota)")
 	f.IntVar(&cfg.MaxRunningTasksPerUser, "max-running-tasks-per-user", 0, "dispatch at most this many tasks of one user at a time; the rest wait with pending reason quota (0 = no quota)")

@@ -30,9 +30,9 @@ type PoolSpec struct {
 }
 
 // prefillWindow is how long a node's default prefill should keep its slots
-// busy: longer than a report's trip to the server, its group commit (10 ms
-// by default) and the assignment's trip back.
-const prefillWindow = 25 * time.Millisecond
+// busy: longer than a report's trip to the server, its group commit (20 ms
+// apart by default) and the assignment's trip back.
+const prefillWindow = 40 * time.Millisecond
 
 // DefaultPrefill is how many tasks an agent may hold beyond its free slots:
 // enough to replace finished tasks without waiting for a round trip. Nodes

@@ -507,9 +507,9 @@ func TestDefaultPrefill(t *testing.T) {
 		{2, 0, 4},                         // run time not known yet: 2 per slot, at least 4
 		{8, 0, 16},                        //
 		{2, time.Minute, 4},               // long tasks: no deeper queue
-		{2, 10 * time.Millisecond, 5},     // 2 slots × 25 ms / 10 ms
+		{2, 10 * time.Millisecond, 8},     // 2 slots × 40 ms / 10 ms
 		{2, time.Millisecond, 32},         // capped at 16 per slot
-		{4, 2 * time.Millisecond, 50},     // 4 × 25 / 2
+		{4, 4 * time.Millisecond, 40},     // 4 × 40 / 4
 		{1, time.Nanosecond, 16},          //
 		{64, 100 * time.Millisecond, 128}, // below the floor of 2 per slot
 	}

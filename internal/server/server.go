@@ -36,7 +36,7 @@ type Config struct {
 	HeartbeatTimeout time.Duration // default 30 s
 	CommitInterval   time.Duration // minimum time between group commits; default 2 ms
 	// ReportCommitInterval is the minimum time between commits that carry
-	// only agent reports; default 10 ms.
+	// only agent reports; default 20 ms.
 	ReportCommitInterval time.Duration
 	// CompletedJobRetention deletes completed jobs (records and logs) this
 	// long after they completed; 0 keeps them until deleted.
@@ -133,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.CommitInterval = 2 * time.Millisecond
 	}
 	if cfg.ReportCommitInterval == 0 {
-		cfg.ReportCommitInterval = 10 * time.Millisecond
+		cfg.ReportCommitInterval = 20 * time.Millisecond
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
