@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/lotehq/lote/internal/proto"
+	"github.com/lotehq/lote/internal/spawner"
+)
+
+// chainOf makes an agent holding running task p (one slot) with f chained
+// on it and g on f.
+func chainOf() (a *Agent, p, f, g *task) {
+	tpl := &proto.Template{}
+	p = &task{id: "j/p/1", tpl: tpl, slots: 1, held: 1, running: true}
+	f = &task{id: "j/f/1", tpl: tpl, slots: 1, running: true, after: p.id, depth: 1}
+	g = &task{id: "j/g/1", tpl: tpl, slots: 1, running: true, after: f.id, depth: 2}
+	p.follower, f.follower = f, g
+	a = &Agent{tasks: map[string]*task{p.id: p, f.id: f, g.id: g}, used: 1}
+	return a, p, f, g
+}
+
+// TestChainInOrder: the predecessor's exit names its follower, which takes
+// its slot and moves up the chain.
+func TestChainInOrder(t *testing.T) {
+	a, p, f, g := chainOf()
+	a.chainEndedLocked(p, spawner.Exit{ID: p.id, PID: 10, Next: f.id})
+	a.releaseLocked(p)
+	if f.held != 1 || f.after != "" || f.depth != 0 || g.depth != 1 || a.used != 1 {
+		t.Errorf("after p's exit: f held %d after %q depth %d, g depth %d, used %d; want f holding the slot at depth 0", f.held, f.after, f.depth, g.depth, a.used)
+	}
+	if len(a.started) != 1 || a.started[0].Ref != f.ref {
+		t.Errorf("started = %v, want f's start", a.started)
+	}
+}
+
+// TestChainExitOvertakes: a follower that ran can report its end before
+// its predecessor's exit arrives. It then holds the slot itself, and the
+// predecessor's late exit frees nothing twice.
+func TestChainExitOvertakes(t *testing.T) {
+	a, p, f, g := chainOf()
+	a.chainEndedLocked(f, spawner.Exit{ID: f.id, PID: 11, Next: g.id})
+	if p.held != 0 || !p.ended || f.held != 0 || g.held != 1 || g.after != "" {
+		t.Fatalf("after f's early exit: p held %d ended %v, f held %d, g held %d after %q; want the slot passed from p through f to g",
+			p.held, p.ended, f.held, g.held, g.after)
+	}
+	a.releaseLocked(f)
+	a.chainEndedLocked(p, spawner.Exit{ID: p.id, PID: 10, Next: f.id})
+	a.releaseLocked(p)
+	if a.used != 1 {
+		t.Errorf("used = %d, want 1 (g)", a.used)
+	}
+	a.offerLocked(p)
+	for _, b := range a.bare {
+		if b == p {
+			t.Error("a task that has ended was offered for chaining")
+		}
+	}
+}
+
+// TestChainDropped: an exit without Next sends the whole chain behind it
+// back to the queue, in order.
+func TestChainDropped(t *testing.T) {
+	a, p, f, g := chainOf()
+	a.chainEndedLocked(p, spawner.Exit{ID: p.id, PID: 10})
+	a.releaseLocked(p)
+	if len(a.queue) != 2 || a.queue[0] != f || a.queue[1] != g || f.running || g.running || a.used != 0 {
+		t.Errorf("queue = %v (f running %v, g running %v), used %d; want f then g queued and nothing held", a.queue, f.running, g.running, a.used)
+	}
+}
+
+// TestChainNeverStarted: a chained task killed while waiting held no
+// slots, and its predecessor may take another follower.
+func TestChainNeverStarted(t *testing.T) {
+	a, p, f, g := chainOf()
+	a.chainEndedLocked(f, spawner.Exit{ID: f.id, Killed: true, ExitCode: -1})
+	if p.held != 1 || f.held != 0 || p.follower != nil || p.ended {
+		t.Errorf("p held %d follower %v ended %v, f held %d; want p unchanged and free to chain on", p.held, p.follower, p.ended, f.held)
+	}
+	if len(a.queue) != 1 || a.queue[0] != g {
+		t.Errorf("queue = %v, want g back (the spawner dropped it with f)", a.queue)
+	}
+	if len(a.bare) != 1 || a.bare[0] != p {
+		t.Errorf("bare = %v, want p offered again", a.bare)
+	}
+}
