@@ -326,13 +326,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 // adopt takes over tasks a previous agent left running in the spawner.
 func (a *Agent) adopt(ctx context.Context) error {
-	running, err := a.spawner().List(ctx)
+	running, exited, err := a.spawner().State(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: listing spawner tasks: %w", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	alive := make(map[string]bool, len(running))
 	for _, r := range running {
+		alive[r.ID] = true
 		ref, ok := parseSpawnID(r.ID)
 		if !ok || a.tasks[r.ID] != nil {
 			continue
@@ -344,10 +346,29 @@ func (a *Agent) adopt(ctx context.Context) error {
 	// spawner's previous client. One whose predecessor ended learns its
 	// fate from that exit, delivered again to this client.
 	for _, t := range a.tasks {
-		if p := a.tasks[t.after]; t.after != "" && p != nil && slices.ContainsFunc(running, func(r spawner.Running) bool { return r.ID == p.id }) {
+		if p := a.tasks[t.after]; t.after != "" && p != nil && alive[p.id] {
 			p.follower = nil
 			a.unchainLocked(t)
 			a.offerLocked(p)
+		}
+	}
+	// A started task that the spawner neither runs nor holds an exit of
+	// was never recorded: its spawner died between the fork and the
+	// journal. No exit will come, so it is reported lost now, and the
+	// server runs it again.
+	if exited != nil {
+		held := make(map[string]bool, len(exited))
+		for _, id := range exited {
+			held[id] = true
+		}
+		for _, t := range a.tasks {
+			if t.running && !t.staging && t.after == "" && !alive[t.id] && !held[t.id] {
+				a.log.Warn("task unknown to the new spawner: reporting it lost", "task", t.id)
+				ex := spawner.Exit{ID: t.id, ExitCode: -1, Lost: true, EndedAt: time.Now()}
+				a.chainEndedLocked(t, ex)
+				a.releaseLocked(t)
+				a.finishLocked(t, ex)
+			}
 		}
 	}
 	a.startLocked()

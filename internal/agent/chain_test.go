@@ -1,7 +1,13 @@
 package agent
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/lotehq/lote/internal/proto"
 	"github.com/lotehq/lote/internal/spawner"
@@ -81,5 +87,52 @@ func TestChainNeverStarted(t *testing.T) {
 	}
 	if len(a.bare) != 1 || a.bare[0] != p {
 		t.Errorf("bare = %v, want p offered again", a.bare)
+	}
+}
+
+// TestAdoptReportsUnrecordedSpawn: a task the agent started but the
+// (restarted) spawner neither runs nor holds an exit of was lost between
+// the fork and the journal; adopt reports it lost and gives back its slot,
+// instead of waiting forever for its exit.
+func TestAdoptReportsUnrecordedSpawn(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- spawner.Serve(ctx, spawner.ServeConfig{SocketPath: sock, StateDir: filepath.Join(dir, "state")})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var sp *spawner.Client
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c, err := spawner.Dial(ctx, sock)
+		if err == nil {
+			sp = c
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { sp.Close() })
+
+	a, p, f, g := chainOf()
+	a.cfg.Dir, a.cfg.Slots, a.log = dir, 1, slog.New(slog.NewTextHandler(io.Discard, nil))
+	a.jobDirs = map[string]bool{}
+	for i, tk := range []*task{p, f, g} {
+		tk.ref = proto.Ref{Job: "j", Task: strconv.Itoa(i), Attempt: 1}
+		tk.tpl = &proto.Template{Command: []string{"true"}}
+	}
+	a.sp.Store(sp)
+	if err := a.adopt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.unsent) != 1 || a.unsent[0].id != p.id || !a.unsent[0].fin.Lost {
+		t.Fatalf("reports = %+v, want p's, lost", a.unsent)
+	}
+	// Its slot went to the first of its chain, queued again and started.
+	if a.tasks[p.id] != nil || a.used != 1 || !f.running || f.held != 1 || len(a.queue) != 1 || a.queue[0] != g {
+		t.Errorf("p known %v, used %d, f running %v holding %d, queue %v; want p gone, f started in its slot, g queued",
+			a.tasks[p.id] != nil, a.used, f.running, f.held, a.queue)
 	}
 }

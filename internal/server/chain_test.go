@@ -53,6 +53,11 @@ func submitMarking(t *testing.T, cl *api.Client, id string, n int, marks, sleep 
 func waitJob(t *testing.T, cl *api.Client, id string, what string, cond func(api.Job) bool) api.Job {
 	t.Helper()
 	var j api.Job
+	defer func() {
+		if t.Failed() {
+			t.Logf("job %s: state %s, counts %+v", id, j.State, j.TaskCounts)
+		}
+	}()
 	waitFor(t, what, func() bool {
 		var err error
 		if j, err = cl.Job(context.Background(), id); err != nil {

@@ -27,13 +27,14 @@ type Client struct {
 	closeOnce sync.Once
 	chains    bool // the spawner supports SpawnRequest.After; set before attached closes
 	bases     bool // the spawner supports SpawnRequest.Base; set before attached closes
+	exitedToo bool // the spawner's list replies name unacknowledged exits; set before attached closes
 
 	mu     sync.Mutex
 	err    error         // why the connection ended
 	base   *baseEnv      // the last SetBase, for a spawner without bases
 	queue  []Exit        // received, not yet sent on exits
 	queued chan struct{} // capacity 1: queue grew
-	lists  map[uint64]chan []Running
+	lists  map[uint64]chan *runningReply
 	seq    uint64
 }
 
@@ -53,7 +54,7 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 		gone:     make(chan struct{}),
 		closing:  make(chan struct{}),
 		queued:   make(chan struct{}, 1),
-		lists:    make(map[uint64]chan []Running),
+		lists:    make(map[uint64]chan *runningReply),
 	}
 	go c.out.run(nc)
 	go c.read()
@@ -201,7 +202,16 @@ func (c *Client) Ack(ids ...string) error {
 // spawner handles requests in order, it also confirms that every request sent
 // before it has been handled.
 func (c *Client) List(ctx context.Context) ([]Running, error) {
-	reply := make(chan []Running, 1)
+	running, _, err := c.State(ctx)
+	return running, err
+}
+
+// State is List with the IDs whose exits the spawner holds unacknowledged
+// (and delivers to this client). A spawn in neither was never recorded: the
+// spawner died between its fork and its journal, and its process died with
+// it or runs unsupervised. exited is nil from a spawner that does not say.
+func (c *Client) State(ctx context.Context) (running []Running, exited []string, err error) {
+	reply := make(chan *runningReply, 1)
 	c.mu.Lock()
 	c.seq++
 	seq := c.seq
@@ -213,15 +223,18 @@ func (c *Client) List(ctx context.Context) ([]Running, error) {
 		c.mu.Unlock()
 	}()
 	if err := c.send(&frame{List: seq}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	select {
-	case tasks := <-reply:
-		return tasks, nil
+	case r := <-reply:
+		if c.exitedToo && r.Exited == nil {
+			r.Exited = []string{}
+		}
+		return r.Tasks, r.Exited, nil
 	case <-c.gone:
-		return nil, c.failure()
+		return nil, nil, c.failure()
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
@@ -267,6 +280,7 @@ func (c *Client) read() {
 			if !attached {
 				c.chains = slices.Contains(f.Features, featureAfter)
 				c.bases = slices.Contains(f.Features, featureBase)
+				c.exitedToo = slices.Contains(f.Features, featureExited)
 				close(c.attached)
 				attached = true
 			}
@@ -284,7 +298,7 @@ func (c *Client) read() {
 			c.mu.Unlock()
 			if reply != nil {
 				select {
-				case reply <- f.Running.Tasks:
+				case reply <- f.Running:
 				default: // a duplicate reply
 				}
 			}

@@ -25,6 +25,9 @@ const featureAfter = "after"
 // featureBase is a spawner's support for SpawnRequest.Base and base frames.
 const featureBase = "base"
 
+// featureExited is a spawner's list reply naming the unacknowledged exits.
+const featureExited = "exited"
+
 // maxFrame bounds one line, so garbage on the socket cannot make either side
 // buffer without limit.
 const maxFrame = 16 << 20
@@ -50,6 +53,11 @@ type killRequest struct {
 type runningReply struct {
 	Seq   uint64
 	Tasks []Running
+	// Exited lists the IDs whose exits await acknowledgement, so that a
+	// client can tell a spawn the spawner never recorded (it died between
+	// the fork and the journal) from one that ran. Never nil from a
+	// spawner that has the feature.
+	Exited []string
 }
 
 func newFrameScanner(r io.Reader) *bufio.Scanner {

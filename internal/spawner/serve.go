@@ -442,7 +442,7 @@ func (s *server) attach(c *conn) {
 	old := s.client
 	s.client = c
 	s.dropWaiting()
-	c.out.put(&frame{Hello: protocolVersion, Features: []string{featureAfter, featureBase}})
+	c.out.put(&frame{Hello: protocolVersion, Features: []string{featureAfter, featureBase, featureExited}})
 	pending := make([]pendingExit, 0, len(s.unacked))
 	for _, p := range s.unacked {
 		pending = append(pending, p)

@@ -749,7 +749,7 @@ func TestBadFrames(t *testing.T) {
 		got = append(got, sc.Text())
 	}
 	var exit frame
-	if len(got) < 2 || got[0] != `{"hello":1,"features":["after","base"]}` || json.Unmarshal([]byte(got[1]), &exit) != nil || exit.Exit == nil || exit.Exit.ID != "ok" {
+	if len(got) < 2 || got[0] != `{"hello":1,"features":["after","base","exited"]}` || json.Unmarshal([]byte(got[1]), &exit) != nil || exit.Exit == nil || exit.Exit.ID != "ok" {
 		t.Errorf("frames = %q (%v), want hello and the exit of ok", got, sc.Err())
 	}
 
@@ -947,5 +947,29 @@ func TestOlderSpawner(t *testing.T) {
 	}
 	if fr.Spawn.Base || !slices.Equal(fr.Spawn.Env, []string{"A=2", "PATH=/bin"}) {
 		t.Errorf("spawn = Base %v, Env %q; want the full environment", fr.Spawn.Base, fr.Spawn.Env)
+	}
+}
+
+// TestState checks that State names the exits awaiting acknowledgement
+// beside the running tasks.
+func TestState(t *testing.T) {
+	f := newFixture(t)
+	f.serve(t, ServeConfig{})
+	c := f.dial(t)
+	mustSpawn(t, c, sh("done", f.dir, "exit 0"))
+	waitExit(t, c, "done")
+	mustSpawn(t, c, SpawnRequest{ID: "sleeper", Argv: []string{"/bin/sleep", "300"}})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	running, exited, err := c.State(ctx)
+	if err != nil || len(running) != 1 || running[0].ID != "sleeper" || !slices.Equal(exited, []string{"done"}) {
+		t.Fatalf("State = %v, %q, %v; want sleeper running and done's exit held", running, exited, err)
+	}
+	c.Ack("done")
+	c.Kill("sleeper", 0)
+	waitExit(t, c, "sleeper")
+	c.Ack("sleeper")
+	if running, exited, err = c.State(ctx); err != nil || len(running) != 0 || exited == nil || len(exited) != 0 {
+		t.Errorf("State after acks = %v, %q, %v; want nothing, and an empty (not nil) list of exits", running, exited, err)
 	}
 }

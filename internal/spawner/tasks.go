@@ -502,7 +502,12 @@ func (s *server) list(c *conn, seq uint64) {
 	for _, t := range s.tasks {
 		tasks = append(tasks, Running{ID: t.rec.ID, PID: t.rec.PID, StartedAt: t.rec.StartedAt})
 	}
+	exited := make([]string, 0, len(s.unacked))
+	for id := range s.unacked {
+		exited = append(exited, id)
+	}
 	s.mu.Unlock()
 	slices.SortFunc(tasks, func(a, b Running) int { return strings.Compare(a.ID, b.ID) })
-	c.out.put(&frame{Running: &runningReply{Seq: seq, Tasks: tasks}})
+	slices.Sort(exited)
+	c.out.put(&frame{Running: &runningReply{Seq: seq, Tasks: tasks, Exited: exited}})
 }
