@@ -27,7 +27,6 @@ type Client struct {
 	closeOnce sync.Once
 	chains    bool // the spawner supports SpawnRequest.After; set before attached closes
 	bases     bool // the spawner supports SpawnRequest.Base; set before attached closes
-	exitedToo bool // the spawner's list replies name unacknowledged exits; set before attached closes
 
 	mu     sync.Mutex
 	err    error         // why the connection ended
@@ -227,9 +226,6 @@ func (c *Client) State(ctx context.Context) (running []Running, exited []string,
 	}
 	select {
 	case r := <-reply:
-		if c.exitedToo && r.Exited == nil {
-			r.Exited = []string{}
-		}
 		return r.Tasks, r.Exited, nil
 	case <-c.gone:
 		return nil, nil, c.failure()
@@ -280,7 +276,6 @@ func (c *Client) read() {
 			if !attached {
 				c.chains = slices.Contains(f.Features, featureAfter)
 				c.bases = slices.Contains(f.Features, featureBase)
-				c.exitedToo = slices.Contains(f.Features, featureExited)
 				close(c.attached)
 				attached = true
 			}

@@ -25,7 +25,9 @@ const featureAfter = "after"
 // featureBase is a spawner's support for SpawnRequest.Base and base frames.
 const featureBase = "base"
 
-// featureExited is a spawner's list reply naming the unacknowledged exits.
+// featureExited is a spawner's list reply naming the unacknowledged exits
+// (runningReply.Exited). A client needs no flag to tell: an older
+// spawner's reply decodes with Exited nil, a newer one's never does.
 const featureExited = "exited"
 
 // maxFrame bounds one line, so garbage on the socket cannot make either side
