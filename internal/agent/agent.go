@@ -29,7 +29,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,7 +347,7 @@ func (a *Agent) adopt(ctx context.Context) error {
 	for _, t := range a.tasks {
 		if p := a.tasks[t.after]; t.after != "" && p != nil && alive[p.id] {
 			p.follower = nil
-			a.unchainLocked(t)
+			a.requeueLocked(t)
 			a.offerLocked(p)
 		}
 	}
@@ -852,8 +851,7 @@ func (a *Agent) startLocked() {
 			if errors.Is(err, spawner.ErrClosed) {
 				// The spawner is gone: the task waits in the queue for the
 				// new one, whose adoption starts the queue again.
-				t.running = false
-				a.queue = slices.Insert(a.queue, 0, t)
+				a.requeueLocked(t)
 				return
 			}
 			a.log.Error("spawning task", "task", t.id, "err", err)

@@ -82,7 +82,7 @@ func (a *Agent) chainLocked() {
 			p.follower = nil
 			a.offerLocked(p)
 			if errors.Is(err, spawner.ErrClosed) {
-				a.unchainLocked(t) // waits for the new spawner, as in startLocked
+				a.requeueLocked(t) // waits for the new spawner, as in startLocked
 				return
 			}
 			t.after = ""
@@ -122,7 +122,7 @@ func (a *Agent) chainEndedLocked(t *task, ex spawner.Exit) {
 	}
 	t.follower = nil
 	if ex.Next != f.id {
-		a.unchainLocked(f)
+		a.requeueLocked(f)
 		return
 	}
 	f.after, f.held, t.held = "", t.held, 0
@@ -135,10 +135,10 @@ func (a *Agent) chainEndedLocked(t *task, ex spawner.Exit) {
 	a.offerLocked(tail)
 }
 
-// unchainLocked returns a chained task that did not start, and the tasks
-// chained after it, to the front of the queue in their order, or forgets
-// them when the agent is stopping.
-func (a *Agent) unchainLocked(t *task) {
+// requeueLocked returns a task that did not start, and the tasks chained
+// after it, to the front of the queue in their order, or forgets them when
+// the agent is stopping.
+func (a *Agent) requeueLocked(t *task) {
 	var back []*task
 	for t != nil {
 		next := t.follower
