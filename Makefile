@@ -49,16 +49,21 @@ bench: build ## Benchmarks of DESIGN §7: Lote against xargs, parallel and Slurm
 bench-go: ## Go benchmarks: scheduler, core, journal, store, spawner (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./bench/...
 
-FUZZTIME ?= 10s
+# Each fuzz test runs for a number of executions, not a duration: a duration-based
+# -fuzztime can fail with a bare "context deadline exceeded" on a loaded machine, a race
+# in Go's fuzz coordinator (go.dev/issue/75804, fixed in Go 1.27). The counts take about
+# 10 s each on a 2-core machine; FUZZTIME=30s (or 1000000x) overrides them all.
+FUZZTIME ?=
+fuzztime = $(or $(FUZZTIME),$(1))
 .PHONY: fuzz
-fuzz: ## Run each fuzz test for FUZZTIME (default 10s) on top of its seed corpus
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/arrayspec/
-	$(GO) test -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME) ./internal/placeholder/
-	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(FUZZTIME) ./internal/server/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./internal/blob/
-	$(GO) test -run '^$$' -fuzz '^FuzzConfine$$' -fuzztime $(FUZZTIME) ./internal/blob/
-	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./internal/autoscale/
-	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(FUZZTIME) ./internal/proto/
+fuzz: ## Run each fuzz test for a fixed number of executions (FUZZTIME overrides) on top of its seed corpus
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(call fuzztime,150000x) ./internal/arrayspec/
+	$(GO) test -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(call fuzztime,100000x) ./internal/placeholder/
+	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(call fuzztime,10000x) ./internal/server/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(call fuzztime,1000x) ./internal/blob/
+	$(GO) test -run '^$$' -fuzz '^FuzzConfine$$' -fuzztime $(call fuzztime,5000x) ./internal/blob/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(call fuzztime,50000x) ./internal/autoscale/
+	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(call fuzztime,30000x) ./internal/proto/
 
 .PHONY: clean
 clean: ## Remove build output
