@@ -154,6 +154,8 @@ type Agent struct {
 	templates map[string]*proto.Template
 	dirMu     sync.Mutex
 	jobDirs   map[string]bool  // job directories known to exist, guarded by dirMu
+	spares    spares           // empty task trees to reuse (recycle.go), guarded by dirMu
+	recycling []proto.Ref      // ended attempts whose trees makeDirsAhead may recycle
 	aheadc    chan struct{}    // wakes makeDirsAhead
 	tasks     map[string]*task // by spawner ID: queued and running
 	queue     []*task
@@ -739,6 +741,9 @@ func (a *Agent) makeDirs(r proto.Ref, cred *syscall.Credential) (dir, wd, ckpt s
 		a.dirMu.Unlock()
 	}
 	taskDir, dir, wd, ckpt := a.attemptDirs(r)
+	if a.takeSpare(r, taskDir, taskUID(cred)) {
+		return dir, wd, ckpt, nil
+	}
 	for _, d := range []string{taskDir, dir, wd, ckpt} {
 		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			if errors.Is(err, os.ErrNotExist) {
@@ -768,14 +773,22 @@ const dirsAhead = 2
 
 // makeDirsAhead creates the directories of the next queued tasks while the
 // slots are busy, so that a freed slot starts its next task without waiting
-// for four mkdirs (each from 15 µs to hundreds on this project's disks). It
-// runs until done is closed.
+// for four mkdirs (each from 15 µs to hundreds on this project's disks),
+// recycling the trees of ended tasks first (recycle.go). It runs until done
+// is closed.
 func (a *Agent) makeDirsAhead(done <-chan struct{}) {
 	for {
 		select {
 		case <-done:
 			return
 		case <-a.aheadc:
+		}
+		a.mu.Lock()
+		recycling, uid := a.recycling, taskUID(a.credLocked())
+		a.recycling = nil
+		a.mu.Unlock()
+		for _, r := range recycling {
+			a.recycle(r, uid)
 		}
 		for {
 			a.mu.Lock()
@@ -1054,6 +1067,9 @@ func (a *Agent) exitLocked(sp *spawner.Client, ex spawner.Exit) {
 			return
 		}
 		a.releaseLocked(t)
+		if a.recyclableLocked(t, ex) && len(a.recycling) < maxSpares*a.cfg.Slots {
+			a.recycling = append(a.recycling, t.ref)
+		}
 	}
 	a.finishLocked(t, ex)
 }

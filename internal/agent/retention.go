@@ -24,7 +24,8 @@ import (
 // disk holding the node directory is more than DiskPressure full. A task the
 // spawner still runs, or whose exit the agent has not yet had acknowledged,
 // keeps its directory. Records and logs live on the server until the job
-// is deleted, so nothing but the node's copy is lost.
+// is deleted, so nothing but the node's copy is lost. A job's spare empty
+// trees (recycle.go) sit in its spareDir, which is swept like a task's.
 
 // DefaultRetention is how long a node keeps a task's directory.
 const DefaultRetention = 7 * 24 * time.Hour

@@ -53,7 +53,10 @@ where you type the command, so on a laptop (` + "`lote up`" + `) or a cluster wi
 runs in the current directory. DIR must exist on the node; Lote does not create or clean it, and
 every attempt shares it. Task directories (stdout, stderr, the fresh working directory) are removed
 by the agent after ` + "`--retention`" + ` (default 7 days, sooner when the disk is over 90 % full); records and
-logs stay on the server until the job is deleted.
+logs stay on the server until the job is deleted. A first attempt that succeeded and left nothing
+behind (no output, empty working and checkpoint directories) keeps no directory: its empty tree is
+reused at once by the next task of the same job, so a million-task array does not leave four million
+empty directories on its node.
 
 ## Environment: --env and --env-from-caller
 

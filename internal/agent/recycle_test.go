@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lotehq/lote/internal/proto"
+	"github.com/lotehq/lote/internal/spawner"
+)
+
+func recycleAgent(t *testing.T) *Agent {
+	t.Helper()
+	return &Agent{cfg: Config{Dir: t.TempDir(), Slots: 2}, jobDirs: map[string]bool{}}
+}
+
+// made makes r's tree as a first attempt gets it, failing the test if it
+// cannot.
+func made(t *testing.T, a *Agent, r proto.Ref) (dir, wd, ckpt string) {
+	t.Helper()
+	dir, wd, ckpt, err := a.makeDirs(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, wd, ckpt
+}
+
+// TestRecycleEmptyTree: the tree of an attempt that left nothing is moved
+// aside, and the next first attempt of the job gets it in place, empty,
+// with every directory it needs.
+func TestRecycleEmptyTree(t *testing.T) {
+	a := recycleAgent(t)
+	uid := os.Geteuid()
+	r1 := proto.Ref{Job: "j", Task: "1", Attempt: 1}
+	made(t, a, r1)
+	taskDir, _, _, _ := a.attemptDirs(r1)
+	a.recycle(r1, uid)
+	if exists(taskDir) {
+		t.Fatalf("%s is still there after recycling its empty tree", taskDir)
+	}
+	if len(a.spares.paths) != 1 {
+		t.Fatalf("spares = %v, want the one tree", a.spares.paths)
+	}
+
+	r2 := proto.Ref{Job: "j", Task: "2", Attempt: 1}
+	dir, wd, ckpt := made(t, a, r2)
+	if len(a.spares.paths) != 0 {
+		t.Errorf("spares = %v after a first attempt took one", a.spares.paths)
+	}
+	for _, d := range []string{dir, wd, ckpt} {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Errorf("%s: %v, want a directory", d, err)
+		}
+	}
+	if _, ok := dirHolds(wd, uid, 0); !ok {
+		t.Errorf("%s is not an empty directory of uid %d", wd, uid)
+	}
+}
+
+// TestRecycleKeepsWhatWasLeft: a tree with anything in it, anywhere, or
+// with a directory whose mode the task changed, stays where it is.
+func TestRecycleKeepsWhatWasLeft(t *testing.T) {
+	cases := map[string]func(dir, wd, ckpt string) error{
+		"file in wd":       func(_, wd, _ string) error { return os.WriteFile(filepath.Join(wd, "out"), nil, 0o644) },
+		"dir in wd":        func(_, wd, _ string) error { return os.Mkdir(filepath.Join(wd, "d"), 0o755) },
+		"checkpoint":       func(_, _, ckpt string) error { return os.WriteFile(filepath.Join(ckpt, "state"), []byte("1"), 0o644) },
+		"file in task dir": func(dir, _, _ string) error { return os.WriteFile(filepath.Join(dir, "x"), nil, 0o644) },
+		"link in attempt":  func(dir, _, _ string) error { return os.Symlink("/etc", filepath.Join(filepath.Dir(dir), "2")) },
+		"wd opened to all": func(_, wd, _ string) error { return os.Chmod(wd, 0o777) },
+		"wd replaced by link": func(_, wd, ckpt string) error {
+			if err := os.Remove(wd); err != nil {
+				return err
+			}
+			return os.Symlink(ckpt, wd) // an empty directory, through a link
+		},
+	}
+	for name, leave := range cases {
+		t.Run(name, func(t *testing.T) {
+			a := recycleAgent(t)
+			r := proto.Ref{Job: "j", Task: "1", Attempt: 1}
+			dir, wd, ckpt := made(t, a, r)
+			if err := leave(dir, wd, ckpt); err != nil {
+				t.Fatal(err)
+			}
+			a.recycle(r, os.Geteuid())
+			if !exists(wd) || len(a.spares.paths) != 0 {
+				t.Errorf("tree recycled (spares %v); want it left in place", a.spares.paths)
+			}
+		})
+	}
+}
+
+// TestSparesStayInTheirJob: a spare is for first attempts of its own job
+// only, and a later attempt never takes one (its task directory, with
+// the checkpoint, already exists).
+func TestSparesStayInTheirJob(t *testing.T) {
+	a := recycleAgent(t)
+	uid := os.Geteuid()
+	r := proto.Ref{Job: "j", Task: "1", Attempt: 1}
+	made(t, a, r)
+	a.recycle(r, uid)
+	if len(a.spares.paths) != 1 {
+		t.Fatalf("spares = %v, want one", a.spares.paths)
+	}
+	other := proto.Ref{Job: "k", Task: "1", Attempt: 1}
+	made(t, a, other)
+	retry := proto.Ref{Job: "j", Task: "2", Attempt: 2}
+	made(t, a, retry)
+	if len(a.spares.paths) != 1 {
+		t.Errorf("spares = %v: another job's task or a second attempt took job j's spare", a.spares.paths)
+	}
+	if a.takeSpare(proto.Ref{Job: "j", Task: "3", Attempt: 1}, filepath.Join(a.cfg.Dir, "workitems", "j", "3"), uid+1) {
+		t.Error("a spare owned by one user was given to a task running as another")
+	}
+}
+
+// TestRecyclable: only a plain first attempt that succeeded and wrote no
+// output is recycled.
+func TestRecyclable(t *testing.T) {
+	tpl := &proto.Template{}
+	zero := &[2]int64{}
+	first := &task{ref: proto.Ref{Job: "j", Task: "1", Attempt: 1}, tpl: tpl}
+	cases := []struct {
+		name string
+		t    *task
+		ex   spawner.Exit
+		want bool
+	}{
+		{"succeeded, silent", first, spawner.Exit{Written: zero}, true},
+		{"wrote stdout", first, spawner.Exit{Written: &[2]int64{3, 0}}, false},
+		{"wrote stderr", first, spawner.Exit{Written: &[2]int64{0, 1}}, false},
+		{"output unknown", first, spawner.Exit{}, false},
+		{"failed", first, spawner.Exit{ExitCode: 1, Written: zero}, false},
+		{"lost", first, spawner.Exit{Lost: true, Written: zero}, false},
+		{"second attempt", &task{ref: proto.Ref{Job: "j", Task: "1", Attempt: 2}, tpl: tpl}, spawner.Exit{Written: zero}, false},
+		{"unknown task", &task{ref: first.ref}, spawner.Exit{Written: zero}, false},
+	}
+	a := &Agent{}
+	for _, c := range cases {
+		if got := a.recyclableLocked(c.t, c.ex); got != c.want {
+			t.Errorf("%s: recyclable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestSparesSweptAway: when the retention sweep removes a job's spares,
+// tasks fall back to new directories and recycling starts again.
+func TestSparesSweptAway(t *testing.T) {
+	a := recycleAgent(t)
+	uid := os.Geteuid()
+	ref := func(task string) proto.Ref { return proto.Ref{Job: "j", Task: task, Attempt: 1} }
+	made(t, a, ref("1"))
+	a.recycle(ref("1"), uid)
+	if err := os.RemoveAll(filepath.Join(a.cfg.Dir, "workitems", "j", spareDir)); err != nil {
+		t.Fatal(err)
+	}
+	_, wd, _ := made(t, a, ref("2"))
+	if !exists(wd) {
+		t.Fatalf("no working directory for task 2 after its spare was swept")
+	}
+	a.recycle(ref("2"), uid) // finds no spare directory
+	made(t, a, ref("3"))
+	a.recycle(ref("3"), uid)
+	if len(a.spares.paths) != 1 || !exists(a.spares.paths[0]) {
+		t.Errorf("spares = %v, want task 3's tree, recycled into a new spare directory", a.spares.paths)
+	}
+}
