@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lotehq/lote/internal/proto"
 	"github.com/lotehq/lote/internal/spawner"
@@ -42,11 +45,12 @@ const maxSpares = 2 * dirsAhead
 // Agent.dirMu. Spares of an earlier job are forgotten, left on disk for
 // the retention sweep: one array at a time is the case this serves.
 type spares struct {
-	job   string
-	uid   int // owner of the spares' working and checkpoint directories
-	paths []string
-	made  uint64 // names the next spare
-	ready bool   // job's spareDir exists
+	job    string
+	prefix string // of the spares' names, new per job: none is an earlier agent's
+	uid    int    // owner of the spares' working and checkpoint directories
+	paths  []string
+	made   uint64 // names the next spare
+	ready  bool   // job's spareDir exists
 }
 
 // recyclableLocked says whether an attempt's tree may be recycled once it
@@ -84,18 +88,18 @@ func (a *Agent) recycle(r proto.Ref, uid int) {
 	spareRoot := filepath.Join(a.cfg.Dir, "workitems", r.Job, spareDir)
 	a.dirMu.Lock()
 	if a.spares.job != r.Job || a.spares.uid != uid {
-		a.spares = spares{job: r.Job, uid: uid, made: a.spares.made}
+		a.spares = spares{job: r.Job, uid: uid, prefix: strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
 	}
 	ready := a.spares.ready
 	a.spares.made++
-	spare := filepath.Join(spareRoot, strconv.FormatUint(a.spares.made, 10))
+	spare := filepath.Join(spareRoot, a.spares.prefix+strconv.FormatUint(a.spares.made, 10))
 	a.dirMu.Unlock()
 	if !ready {
 		if err := os.Mkdir(spareRoot, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return
 		}
 	}
-	if err := os.Rename(taskDir, spare); err != nil {
+	if err := renameNew(taskDir, spare); err != nil {
 		if errors.Is(err, os.ErrNotExist) && exists(taskDir) {
 			a.dirMu.Lock()
 			a.spares.ready = false // swept away (retention.go): made again next time
@@ -128,7 +132,7 @@ func (a *Agent) takeSpare(r proto.Ref, taskDir string, uid int) bool {
 	spare := a.spares.paths[n]
 	a.spares.paths = a.spares.paths[:n]
 	a.dirMu.Unlock()
-	if err := os.Rename(spare, taskDir); err != nil {
+	if err := renameNew(spare, taskDir); err != nil {
 		if errors.Is(err, os.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
 			a.dirMu.Lock()
 			if a.spares.job == r.Job && a.spares.uid == uid { // still whole: keep it for another task
@@ -190,4 +194,21 @@ func taskUID(cred *syscall.Credential) int {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// renameNew renames old to new, which must not exist. It is os.Rename
+// without the Lstat of new that os.Rename makes to refuse replacing an
+// empty directory: RENAME_NOREPLACE refuses any, in the same system call.
+func renameNew(old, new string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, old, unix.AT_FDCWD, new, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) { // not on this file system
+		if exists(new) {
+			return &os.LinkError{Op: "rename", Old: old, New: new, Err: unix.EEXIST}
+		}
+		return os.Rename(old, new)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: old, New: new, Err: err}
+	}
+	return nil
 }

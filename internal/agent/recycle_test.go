@@ -165,3 +165,32 @@ func TestSparesSweptAway(t *testing.T) {
 		t.Errorf("spares = %v, want task 3's tree, recycled into a new spare directory", a.spares.paths)
 	}
 }
+
+// TestSparesOfAnEarlierAgent: an agent started again on the same
+// directory recycles next to the spares its predecessor left, and a spare
+// never replaces a task directory that exists, even an empty one.
+func TestSparesOfAnEarlierAgent(t *testing.T) {
+	a := recycleAgent(t)
+	uid := os.Geteuid()
+	ref := func(task string) proto.Ref { return proto.Ref{Job: "j", Task: task, Attempt: 1} }
+	made(t, a, ref("1"))
+	a.recycle(ref("1"), uid)
+	left := a.spares.paths[0]
+
+	b := &Agent{cfg: a.cfg, jobDirs: map[string]bool{}}
+	made(t, b, ref("2"))
+	b.recycle(ref("2"), uid)
+	if len(b.spares.paths) != 1 || b.spares.paths[0] == left || !exists(left) {
+		t.Fatalf("second agent's spares = %v next to %s, want its own", b.spares.paths, left)
+	}
+	taskDir, _, _, _ := b.attemptDirs(ref("3"))
+	if err := os.Mkdir(taskDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b.takeSpare(ref("3"), taskDir, uid) {
+		t.Error("a spare replaced an existing task directory")
+	}
+	if len(b.spares.paths) != 1 {
+		t.Errorf("spares = %v, want the spare kept after it could not be used", b.spares.paths)
+	}
+}
