@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/lotehq/lote/internal/proto"
@@ -193,4 +194,39 @@ func TestSparesOfAnEarlierAgent(t *testing.T) {
 	if len(b.spares.paths) != 1 {
 		t.Errorf("spares = %v, want the spare kept after it could not be used", b.spares.paths)
 	}
+}
+
+// BenchmarkTaskDirs is the directory work of one short task's first
+// attempt: four mkdirs, or a recycled tree (one rename in, and the checks
+// and rename that set it aside again when the task ended).
+func BenchmarkTaskDirs(b *testing.B) {
+	ref := func(i int) proto.Ref { return proto.Ref{Job: "j", Task: strconv.Itoa(i), Attempt: 1} }
+	b.Run("made", func(b *testing.B) {
+		a := &Agent{cfg: Config{Dir: b.TempDir(), Slots: 2}, jobDirs: map[string]bool{}}
+		i := 0
+		for b.Loop() {
+			if _, _, _, err := a.makeDirs(ref(i), nil); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("recycled", func(b *testing.B) {
+		a := &Agent{cfg: Config{Dir: b.TempDir(), Slots: 2}, jobDirs: map[string]bool{}}
+		uid := os.Geteuid()
+		if _, _, _, err := a.makeDirs(ref(0), nil); err != nil {
+			b.Fatal(err)
+		}
+		i := 1
+		for b.Loop() {
+			a.recycle(ref(i-1), uid)
+			if _, _, _, err := a.makeDirs(ref(i), nil); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		if len(a.spares.paths) != 0 || a.spares.made < uint64(i-1) {
+			b.Fatalf("made %d spares for %d tasks, %d left: the trees were not recycled", a.spares.made, i, len(a.spares.paths))
+		}
+	})
 }
