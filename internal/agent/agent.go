@@ -784,17 +784,10 @@ func (a *Agent) makeDirsAhead(done <-chan struct{}) {
 		case <-a.aheadc:
 		}
 		a.mu.Lock()
-		recycling, uid := a.recycling, taskUID(a.credLocked())
-		a.recycling = nil
-		next := "" // the job whose tasks will take spares next
-		if len(a.queue) > 0 {
-			next = a.queue[0].ref.Job
-		}
+		recycling, uid := a.takeRecyclingLocked(), taskUID(a.credLocked())
 		a.mu.Unlock()
 		for _, r := range recycling {
-			if r.Job == next { // another job's tree would only be set aside and forgotten
-				a.recycle(r, uid)
-			}
+			a.recycle(r, uid)
 		}
 		for {
 			a.mu.Lock()

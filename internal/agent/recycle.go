@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,7 +32,10 @@ import (
 // would keep, and a tree only moves between tasks of one job, so what one
 // task could do to its directories (their owner is the run-as user) stays
 // within the job. A tree whose directories' modes differ from each other,
-// or whose owner is not the run-as user's, is left where it is.
+// or whose owner is not the run-as user's, is left where it is. A process
+// that escaped its task's process group and still has its cwd in the tree
+// would write into the next task's; it could already write anywhere the
+// job's user can, but that one is checked only when its task ends.
 
 // spareDir holds a job's spare trees; task IDs cannot contain '.', so no
 // task is named so. The retention sweep removes it with the job's tasks.
@@ -42,8 +46,9 @@ const spareDir = ".spare"
 const maxSpares = 2 * dirsAhead
 
 // spares are the spare trees of the job that last had one, guarded by
-// Agent.dirMu. Spares of an earlier job are forgotten, left on disk for
-// the retention sweep: one array at a time is the case this serves.
+// Agent.dirMu. When another job's tree comes, the earlier job's spares are
+// removed: one array at a time is the case this serves, and jobs that
+// alternate must not pile up trees nothing would take.
 type spares struct {
 	job    string
 	prefix string // of the spares' names, new per job: none is an earlier agent's
@@ -59,6 +64,23 @@ type spares struct {
 func (a *Agent) recyclableLocked(t *task, ex spawner.Exit) bool {
 	return t.tpl != nil && t.ref.Attempt == 1 && succeeded(ex) && !a.stopping &&
 		ex.Written != nil && ex.Written[0] == 0 && ex.Written[1] == 0
+}
+
+// takeRecyclingLocked takes the ended attempts whose trees may be recycled
+// now: those of the job queued next (another job's tree would only be set
+// aside and forgotten), and not of a task run again, as a retry of one
+// that succeeded is, whose next attempt's directories are made in the
+// same tree.
+func (a *Agent) takeRecyclingLocked() []proto.Ref {
+	next := ""
+	if len(a.queue) > 0 {
+		next = a.queue[0].ref.Job
+	}
+	r := slices.DeleteFunc(a.recycling, func(r proto.Ref) bool {
+		return r.Job != next || a.tasks[spawnID(proto.Ref{Job: r.Job, Task: r.Task, Attempt: r.Attempt + 1})] != nil
+	})
+	a.recycling = nil
+	return r
 }
 
 // recycle moves the tree of r aside as a spare for its job, if it is still
@@ -86,16 +108,23 @@ func (a *Agent) recycle(r proto.Ref, uid int) {
 		}
 	}
 	spareRoot := filepath.Join(a.cfg.Dir, "workitems", r.Job, spareDir)
+	var forgotten []string
 	a.dirMu.Lock()
 	if a.spares.job != r.Job || a.spares.uid != uid {
+		forgotten = a.spares.paths
 		a.spares = spares{job: r.Job, uid: uid, prefix: strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
 	}
-	ready := a.spares.ready
+	ready, prefix := a.spares.ready, a.spares.prefix
 	a.spares.made++
-	spare := filepath.Join(spareRoot, a.spares.prefix+strconv.FormatUint(a.spares.made, 10))
+	spare := filepath.Join(spareRoot, prefix+strconv.FormatUint(a.spares.made, 10))
 	a.dirMu.Unlock()
+	for _, p := range forgotten { // another job's, which nothing would take
+		os.RemoveAll(p)
+	}
 	if !ready {
-		if err := os.Mkdir(spareRoot, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := os.Mkdir(spareRoot, 0o755); errors.Is(err, os.ErrExist) {
+			clearSpares(spareRoot, prefix)
+		} else if err != nil {
 			return
 		}
 	}
@@ -142,6 +171,10 @@ func (a *Agent) takeSpare(r proto.Ref, taskDir string, uid int) bool {
 		}
 		return false
 	}
+	// The retention sweep dates a task by its directories' times, which a
+	// rename keeps: without this the tree would be as old as its first task.
+	now := time.Now()
+	os.Chtimes(taskDir, now, now) // on failure, at worst swept early
 	return true
 }
 
@@ -179,6 +212,21 @@ func dirHolds(path string, owner int, mode uint32, names ...string) (uint32, boo
 				return 0, false
 			}
 			seen++
+		}
+	}
+}
+
+// clearSpares removes the spares in dir that are not named with prefix:
+// those of an earlier agent, or of this one before it last moved to another
+// job, which it no longer knows.
+func clearSpares(dir, prefix string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/lotehq/lote/internal/proto"
 	"github.com/lotehq/lote/internal/spawner"
@@ -168,8 +169,9 @@ func TestSparesSweptAway(t *testing.T) {
 }
 
 // TestSparesOfAnEarlierAgent: an agent started again on the same
-// directory recycles next to the spares its predecessor left, and a spare
-// never replaces a task directory that exists, even an empty one.
+// directory removes the spares its predecessor left, which nothing knows
+// of, and recycles into the same place; a spare never replaces a task
+// directory that exists, even an empty one.
 func TestSparesOfAnEarlierAgent(t *testing.T) {
 	a := recycleAgent(t)
 	uid := os.Geteuid()
@@ -181,8 +183,8 @@ func TestSparesOfAnEarlierAgent(t *testing.T) {
 	b := &Agent{cfg: a.cfg, jobDirs: map[string]bool{}}
 	made(t, b, ref("2"))
 	b.recycle(ref("2"), uid)
-	if len(b.spares.paths) != 1 || b.spares.paths[0] == left || !exists(left) {
-		t.Fatalf("second agent's spares = %v next to %s, want its own", b.spares.paths, left)
+	if len(b.spares.paths) != 1 || b.spares.paths[0] == left || exists(left) {
+		t.Fatalf("second agent's spares = %v, first's %s exists: %v; want only the second's", b.spares.paths, left, exists(left))
 	}
 	taskDir, _, _, _ := b.attemptDirs(ref("3"))
 	if err := os.Mkdir(taskDir, 0o755); err != nil {
@@ -229,4 +231,70 @@ func BenchmarkTaskDirs(b *testing.B) {
 			b.Fatalf("made %d spares for %d tasks, %d left: the trees were not recycled", a.spares.made, i, len(a.spares.paths))
 		}
 	})
+}
+
+// TestSparesOfAnotherJob: when a tree of another job comes, the spares of
+// the job before are removed rather than left for nothing to take.
+func TestSparesOfAnotherJob(t *testing.T) {
+	a := recycleAgent(t)
+	uid := os.Geteuid()
+	j1 := proto.Ref{Job: "j", Task: "1", Attempt: 1}
+	made(t, a, j1)
+	a.recycle(j1, uid)
+	left := a.spares.paths[0]
+	k1 := proto.Ref{Job: "k", Task: "1", Attempt: 1}
+	made(t, a, k1)
+	a.recycle(k1, uid)
+	if exists(left) {
+		t.Errorf("job j's spare %s is still there after job k's tree was recycled", left)
+	}
+	if a.spares.job != "k" || len(a.spares.paths) != 1 {
+		t.Errorf("spares = %q %v, want job k's one tree", a.spares.job, a.spares.paths)
+	}
+}
+
+// TestRecycledTreeIsNew: a tree taken from the spares is dated now, so the
+// retention sweep does not take it for its first task's, days old.
+func TestRecycledTreeIsNew(t *testing.T) {
+	a := recycleAgent(t)
+	uid := os.Geteuid()
+	r1 := proto.Ref{Job: "j", Task: "1", Attempt: 1}
+	made(t, a, r1)
+	taskDir, dir, wd, ckpt := a.attemptDirs(r1)
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	for _, d := range []string{wd, dir, ckpt, taskDir} {
+		if err := os.Chtimes(d, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.recycle(r1, uid)
+	r2 := proto.Ref{Job: "j", Task: "2", Attempt: 1}
+	made(t, a, r2)
+	if len(a.spares.paths) != 0 {
+		t.Fatalf("spares = %v, want task 2 to have taken the tree", a.spares.paths)
+	}
+	task2, _, _, _ := a.attemptDirs(r2)
+	if last := lastWrite(task2); time.Since(last) > time.Hour {
+		t.Errorf("task 2's directory was last written %v ago by the sweep's reckoning, want now", time.Since(last))
+	}
+}
+
+// TestTakeRecycling: only the job queued next has its trees recycled, and
+// not a task whose next attempt the agent already holds (a retry of a task
+// that succeeded).
+func TestTakeRecycling(t *testing.T) {
+	ref := func(job, task string, attempt int) proto.Ref { return proto.Ref{Job: job, Task: task, Attempt: attempt} }
+	retry := &task{ref: ref("j", "2", 2), id: spawnID(ref("j", "2", 2))}
+	a := &Agent{
+		queue:     []*task{{ref: ref("j", "9", 1)}},
+		tasks:     map[string]*task{retry.id: retry},
+		recycling: []proto.Ref{ref("j", "1", 1), ref("j", "2", 1), ref("k", "1", 1)},
+	}
+	got := a.takeRecyclingLocked()
+	if len(got) != 1 || got[0] != ref("j", "1", 1) {
+		t.Errorf("recycled %v, want only j/1/1", got)
+	}
+	if len(a.recycling) != 0 {
+		t.Errorf("%v left to recycle, want none", a.recycling)
+	}
 }
