@@ -27,6 +27,18 @@ func made(t *testing.T, a *Agent, r proto.Ref) (dir, wd, ckpt string) {
 	return dir, wd, ckpt
 }
 
+// spared makes r's tree, recycles it as an ended first attempt's, and
+// returns the spare it became, failing the test unless it is the one spare.
+func spared(t *testing.T, a *Agent, r proto.Ref) string {
+	t.Helper()
+	made(t, a, r)
+	a.recycle(r, os.Geteuid())
+	if len(a.spares.paths) != 1 {
+		t.Fatalf("spares = %v after recycling %v, want its tree alone", a.spares.paths, r)
+	}
+	return a.spares.paths[0]
+}
+
 // TestRecycleEmptyTree: the tree of an attempt that left nothing is moved
 // aside, and the next first attempt of the job gets it in place, empty,
 // with every directory it needs.
@@ -98,12 +110,7 @@ func TestRecycleKeepsWhatWasLeft(t *testing.T) {
 func TestSparesStayInTheirJob(t *testing.T) {
 	a := recycleAgent(t)
 	uid := os.Geteuid()
-	r := proto.Ref{Job: "j", Task: "1", Attempt: 1}
-	made(t, a, r)
-	a.recycle(r, uid)
-	if len(a.spares.paths) != 1 {
-		t.Fatalf("spares = %v, want one", a.spares.paths)
-	}
+	spared(t, a, proto.Ref{Job: "j", Task: "1", Attempt: 1})
 	other := proto.Ref{Job: "k", Task: "1", Attempt: 1}
 	made(t, a, other)
 	retry := proto.Ref{Job: "j", Task: "2", Attempt: 2}
@@ -237,19 +244,13 @@ func BenchmarkTaskDirs(b *testing.B) {
 // the job before are removed rather than left for nothing to take.
 func TestSparesOfAnotherJob(t *testing.T) {
 	a := recycleAgent(t)
-	uid := os.Geteuid()
-	j1 := proto.Ref{Job: "j", Task: "1", Attempt: 1}
-	made(t, a, j1)
-	a.recycle(j1, uid)
-	left := a.spares.paths[0]
-	k1 := proto.Ref{Job: "k", Task: "1", Attempt: 1}
-	made(t, a, k1)
-	a.recycle(k1, uid)
+	left := spared(t, a, proto.Ref{Job: "j", Task: "1", Attempt: 1})
+	spared(t, a, proto.Ref{Job: "k", Task: "1", Attempt: 1})
 	if exists(left) {
 		t.Errorf("job j's spare %s is still there after job k's tree was recycled", left)
 	}
-	if a.spares.job != "k" || len(a.spares.paths) != 1 {
-		t.Errorf("spares = %q %v, want job k's one tree", a.spares.job, a.spares.paths)
+	if a.spares.job != "k" {
+		t.Errorf("spares are job %q's, want job k's", a.spares.job)
 	}
 }
 
@@ -283,7 +284,9 @@ func TestRecycledTreeIsNew(t *testing.T) {
 // not a task whose next attempt the agent already holds (a retry of a task
 // that succeeded).
 func TestTakeRecycling(t *testing.T) {
-	ref := func(job, task string, attempt int) proto.Ref { return proto.Ref{Job: job, Task: task, Attempt: attempt} }
+	ref := func(job, task string, attempt int) proto.Ref {
+		return proto.Ref{Job: job, Task: task, Attempt: attempt}
+	}
 	retry := &task{ref: ref("j", "2", 2), id: spawnID(ref("j", "2", 2))}
 	a := &Agent{
 		queue:     []*task{{ref: ref("j", "9", 1)}},
