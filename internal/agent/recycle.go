@@ -249,10 +249,9 @@ func exists(path string) bool {
 // empty directory: RENAME_NOREPLACE refuses any, in the same system call.
 func renameNew(old, new string) error {
 	err := unix.Renameat2(unix.AT_FDCWD, old, unix.AT_FDCWD, new, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) { // not on this file system
-		if exists(new) {
-			return &os.LinkError{Op: "rename", Old: old, New: new, Err: unix.EEXIST}
-		}
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// Not on this file system. os.Rename refuses an existing directory
+		// as new, and renaming a directory onto a file fails anyway.
 		return os.Rename(old, new)
 	}
 	if err != nil {
