@@ -29,21 +29,17 @@ func newBaseEnv(env []string) *baseEnv {
 // however it reads its environment (getenv takes the first, shells the
 // last). A nil base is empty.
 func (b *baseEnv) with(extra []string) []string {
-	var n int
-	if b != nil {
-		n = len(b.vars)
+	if b == nil {
+		b = &baseEnv{}
 	}
+	n := len(b.vars)
 	env := make([]string, n, n+len(extra))
-	if b != nil {
-		copy(env, b.vars)
-	}
+	copy(env, b.vars)
 	for _, kv := range extra {
 		name := envName(kv)
-		if b != nil {
-			if i, ok := b.index[name]; ok {
-				env[i] = kv
-				continue
-			}
+		if i, ok := b.index[name]; ok {
+			env[i] = kv
+			continue
 		}
 		j := n
 		for ; j < len(env); j++ {

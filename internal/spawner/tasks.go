@@ -291,8 +291,7 @@ func (s *server) kill(id string, grace time.Duration) {
 	}
 	after, waits := s.waitingOn[id]
 	if waits {
-		delete(s.waitingOn, id)
-		delete(s.waiting, after)
+		s.unwait(after)
 	}
 	s.mu.Unlock()
 	if waits {
@@ -365,11 +364,7 @@ func (s *server) reaped(pid int, w waitResult) {
 	}
 	delete(s.byPID, pid)
 	delete(s.tasks, t.rec.ID)
-	next := s.waiting[t.rec.ID]
-	if next != nil {
-		delete(s.waiting, t.rec.ID)
-		delete(s.waitingOn, next.ID)
-	}
+	next := s.unwait(t.rec.ID)
 	t.exited = true
 	if t.wall != nil {
 		t.wall.Stop()
@@ -464,15 +459,19 @@ func (s *server) finish(rec *record, e *Exit) {
 // dropChain drops the spawn waiting on id, the one waiting on that, and so
 // on; s.mu must be held.
 func (s *server) dropChain(id string) {
-	for {
-		w := s.waiting[id]
-		if w == nil {
-			return
-		}
-		delete(s.waiting, id)
-		delete(s.waitingOn, w.ID)
-		id = w.ID
+	for w := s.unwait(id); w != nil; w = s.unwait(w.ID) {
 	}
+}
+
+// unwait removes and returns the spawn waiting on after, if any; s.mu must
+// be held.
+func (s *server) unwait(after string) *SpawnRequest {
+	req := s.waiting[after]
+	if req != nil {
+		delete(s.waiting, after)
+		delete(s.waitingOn, req.ID)
+	}
+	return req
 }
 
 func (s *server) ack(ids []string) {
