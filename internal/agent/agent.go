@@ -860,18 +860,28 @@ func (a *Agent) startLocked() {
 		}
 		if err := a.spawn(t); err != nil {
 			a.releaseLocked(t)
-			if errors.Is(err, spawner.ErrClosed) {
-				// The spawner is gone: the task waits in the queue for the
-				// new one, whose adoption starts the queue again.
-				a.requeueLocked(t)
+			if a.spawnFailedLocked(t, err) {
 				return
 			}
-			a.log.Error("spawning task", "task", t.id, "err", err)
-			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
 			continue
 		}
 		a.spawnedLocked(t, time.Now())
 	}
+}
+
+// spawnFailedLocked settles a task whose spawn failed, and says whether the
+// caller must stop starting tasks. When the spawner is gone the task waits
+// in the queue for the new one, whose adoption starts the queue again;
+// otherwise the attempt fails with the error as its start error.
+func (a *Agent) spawnFailedLocked(t *task, err error) (stop bool) {
+	if errors.Is(err, spawner.ErrClosed) {
+		a.requeueLocked(t)
+		return true
+	}
+	t.after = ""
+	a.log.Error("spawning task", "task", t.id, "err", err)
+	a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
+	return false
 }
 
 // spawnedLocked notes that t's process started at about at.

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"slices"
 	"time"
 
@@ -81,13 +80,9 @@ func (a *Agent) chainLocked() {
 		if err := a.spawn(t); err != nil {
 			p.follower = nil
 			a.offerLocked(p)
-			if errors.Is(err, spawner.ErrClosed) {
-				a.requeueLocked(t) // waits for the new spawner, as in startLocked
+			if a.spawnFailedLocked(t, err) {
 				return
 			}
-			t.after = ""
-			a.log.Error("spawning task", "task", t.id, "err", err)
-			a.finishLocked(t, spawner.Exit{ID: t.id, ExitCode: -1, StartErr: err.Error(), EndedAt: time.Now()})
 			continue
 		}
 		a.offerLocked(t)
