@@ -92,10 +92,7 @@ func readJournal(dir string) ([]*record, error) {
 func createJournal(dir string, recs []*record) (*journal, error) {
 	j := &journal{path: filepath.Join(dir, journalFile), live: make(map[string][]byte, len(recs))}
 	for _, rec := range recs {
-		line, err := encodeRecord(rec)
-		if err != nil {
-			return nil, err
-		}
+		line := encodeRecord(rec)
 		j.live[rec.ID] = line
 		j.liveSize += int64(len(line))
 	}
@@ -105,20 +102,13 @@ func createJournal(dir string, recs []*record) (*journal, error) {
 	return j, nil
 }
 
-func encodeRecord(rec *record) ([]byte, error) {
-	line, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("encoding record of %q: %w", rec.ID, err)
-	}
-	return append(line, '\n'), nil
+func encodeRecord(rec *record) []byte {
+	return append(appendRecord(nil, rec), '\n')
 }
 
 // put records rec as the latest state of its task.
 func (j *journal) put(rec *record) error {
-	line, err := encodeRecord(rec)
-	if err != nil {
-		return err
-	}
+	line := encodeRecord(rec)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.append(line); err != nil {
@@ -133,11 +123,7 @@ func (j *journal) put(rec *record) error {
 func (j *journal) forget(ids []string) error {
 	var lines []byte
 	for _, id := range ids {
-		line, err := encodeRecord(&record{ID: id, Acked: true})
-		if err != nil {
-			return err
-		}
-		lines = append(lines, line...)
+		lines = append(appendRecord(lines, &record{ID: id, Acked: true}), '\n')
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -100,7 +100,9 @@ func (o *outbox) put(f *frame) error {
 	if o.err != nil {
 		return o.err
 	}
-	if err := o.enc.Encode(f); err != nil {
+	if b, ok := appendFrame(o.pending, f); ok {
+		o.pending = b
+	} else if err := o.enc.Encode(f); err != nil {
 		return err
 	}
 	select {
