@@ -791,29 +791,38 @@ func (a *Agent) makeDirsAhead(done <-chan struct{}) {
 		}
 		for {
 			a.mu.Lock()
-			var next *task
-			for _, t := range a.queue[:min(len(a.queue), dirsAhead*a.cfg.Slots)] {
-				if !t.dirsMade && !t.dirsBusy {
-					next = t
-					break
-				}
-			}
-			cred := a.credLocked()
-			if next != nil {
-				next.dirsBusy = true
-			}
+			next, cred := a.claimDirsLocked(""), a.credLocked()
 			a.mu.Unlock()
 			if next == nil {
 				break
 			}
 			_, _, _, err := a.makeDirs(next.ref, cred)
 			a.mu.Lock()
-			next.dirsBusy, next.dirsMade = false, err == nil
-			if a.tasks[next.id] != next && !next.running {
-				go a.removeDirsMade(next.ref) // revoked meanwhile
-			}
+			a.dirsDoneLocked(next, err == nil)
 			a.mu.Unlock()
 		}
+	}
+}
+
+// claimDirsLocked returns the first of the queued tasks makeDirsAhead
+// prepares whose directories are neither made nor being made, marked as
+// being made; with job set, only a first attempt of that job.
+func (a *Agent) claimDirsLocked(job string) *task {
+	for _, t := range a.queue[:min(len(a.queue), dirsAhead*a.cfg.Slots)] {
+		if !t.dirsMade && !t.dirsBusy && (job == "" || t.ref.Job == job && t.ref.Attempt == 1) {
+			t.dirsBusy = true
+			return t
+		}
+	}
+	return nil
+}
+
+// dirsDoneLocked records whether the directories of a task claimed by
+// claimDirsLocked were made, and removes them if it was revoked meanwhile.
+func (a *Agent) dirsDoneLocked(t *task, made bool) {
+	t.dirsBusy, t.dirsMade = false, made
+	if a.tasks[t.id] != t && !t.running {
+		go a.removeDirsMade(t.ref)
 	}
 }
 

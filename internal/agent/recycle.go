@@ -83,16 +83,13 @@ func (a *Agent) takeRecyclingLocked() []proto.Ref {
 	return r
 }
 
-// recycle moves the tree of r aside as a spare for its job, if it is still
-// as makeDirs made it and the job has room for another. It runs in
-// makeDirsAhead, off the agent's lock.
+// recycle hands the tree of r, if it is still as makeDirs made it, to the
+// next queued first attempt of its job that has no directories yet, or
+// else moves it aside as a spare for its job if the job has room for
+// another. Handing it over is one rename within the job's directory, where
+// a spare costs two between directories. It runs in makeDirsAhead, off the
+// agent's lock.
 func (a *Agent) recycle(r proto.Ref, uid int) {
-	a.dirMu.Lock()
-	room := a.spares.job != r.Job || a.spares.uid != uid || len(a.spares.paths) < maxSpares*a.cfg.Slots
-	a.dirMu.Unlock()
-	if !room {
-		return
-	}
 	taskDir, dir, wd, ckpt := a.attemptDirs(r)
 	mode, ok := dirHolds(taskDir, -1, 0, "1", "checkpoint")
 	if !ok {
@@ -107,9 +104,29 @@ func (a *Agent) recycle(r proto.Ref, uid int) {
 			return
 		}
 	}
+	a.mu.Lock()
+	next := a.claimDirsLocked(r.Job)
+	a.mu.Unlock()
+	if next != nil {
+		nextDir, _, _, _ := a.attemptDirs(next.ref)
+		err := renameNew(taskDir, nextDir)
+		if err == nil {
+			dateNow(nextDir)
+		}
+		a.mu.Lock()
+		a.dirsDoneLocked(next, err == nil)
+		a.mu.Unlock()
+		if err == nil {
+			return
+		}
+	}
 	spareRoot := filepath.Join(a.cfg.Dir, "workitems", r.Job, spareDir)
 	var forgotten []string
 	a.dirMu.Lock()
+	if a.spares.job == r.Job && a.spares.uid == uid && len(a.spares.paths) >= maxSpares*a.cfg.Slots {
+		a.dirMu.Unlock()
+		return
+	}
 	if a.spares.job != r.Job || a.spares.uid != uid {
 		forgotten = a.spares.paths
 		a.spares = spares{job: r.Job, uid: uid, prefix: strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
@@ -171,11 +188,16 @@ func (a *Agent) takeSpare(r proto.Ref, taskDir string, uid int) bool {
 		}
 		return false
 	}
-	// The retention sweep dates a task by its directories' times, which a
-	// rename keeps: without this the tree would be as old as its first task.
+	dateNow(taskDir)
+	return true
+}
+
+// dateNow dates a recycled task directory now. The retention sweep dates a
+// task by its directories' times, which a rename keeps: without this the
+// tree would be as old as its first task.
+func dateNow(taskDir string) {
 	now := time.Now()
 	os.Chtimes(taskDir, now, now) // on failure, at worst swept early
-	return true
 }
 
 // dirHolds reports whether the directory at path holds exactly names,

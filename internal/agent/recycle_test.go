@@ -206,8 +206,9 @@ func TestSparesOfAnEarlierAgent(t *testing.T) {
 }
 
 // BenchmarkTaskDirs is the directory work of one short task's first
-// attempt: four mkdirs, or a recycled tree (one rename in, and the checks
-// and rename that set it aside again when the task ended).
+// attempt: four mkdirs; or a recycled tree through the spares (one rename
+// in, and the checks and rename that set it aside again when the task
+// ended); or handed from the task before (the checks and one rename).
 func BenchmarkTaskDirs(b *testing.B) {
 	ref := func(i int) proto.Ref { return proto.Ref{Job: "j", Task: strconv.Itoa(i), Attempt: 1} }
 	b.Run("made", func(b *testing.B) {
@@ -236,6 +237,23 @@ func BenchmarkTaskDirs(b *testing.B) {
 		}
 		if len(a.spares.paths) != 0 || a.spares.made < uint64(i-1) {
 			b.Fatalf("made %d spares for %d tasks, %d left: the trees were not recycled", a.spares.made, i, len(a.spares.paths))
+		}
+	})
+	b.Run("handed", func(b *testing.B) {
+		a := &Agent{cfg: Config{Dir: b.TempDir(), Slots: 2}, jobDirs: map[string]bool{}, tasks: map[string]*task{}}
+		uid := os.Geteuid()
+		if _, _, _, err := a.makeDirs(ref(0), nil); err != nil {
+			b.Fatal(err)
+		}
+		i := 1
+		for b.Loop() {
+			next := &task{ref: ref(i), id: spawnID(ref(i))}
+			a.tasks[next.id], a.queue = next, []*task{next}
+			a.recycle(ref(i-1), uid)
+			if !next.dirsMade {
+				b.Fatalf("task %d got no tree", i)
+			}
+			i++
 		}
 	})
 }
@@ -299,5 +317,55 @@ func TestTakeRecycling(t *testing.T) {
 	}
 	if len(a.recycling) != 0 {
 		t.Errorf("%v left to recycle, want none", a.recycling)
+	}
+}
+
+// TestTreeHandedToNextTask: a recycled tree goes straight to the first
+// queued first attempt of its job without directories, dated now, rather
+// than through the spares; not to another job's task, a second attempt,
+// or a task whose directories are made or being made.
+func TestTreeHandedToNextTask(t *testing.T) {
+	a := recycleAgent(t)
+	a.cfg.Slots = 3 // makeDirsAhead prepares the first 3*dirsAhead queued tasks
+	a.tasks = map[string]*task{}
+	ref := func(job, task string, attempt int) proto.Ref {
+		return proto.Ref{Job: job, Task: task, Attempt: attempt}
+	}
+	for _, q := range []*task{
+		{ref: ref("k", "1", 1)},
+		{ref: ref("j", "2", 2)},
+		{ref: ref("j", "3", 1), dirsMade: true},
+		{ref: ref("j", "4", 1), dirsBusy: true},
+		{ref: ref("j", "5", 1)},
+		{ref: ref("j", "6", 1)},
+	} {
+		q.id = spawnID(q.ref)
+		a.tasks[q.id], a.queue = q, append(a.queue, q)
+	}
+	r1 := ref("j", "1", 1)
+	made(t, a, r1)
+	taskDir, _, _, _ := a.attemptDirs(r1)
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	if err := os.Chtimes(taskDir, old, old); err != nil {
+		t.Fatal(err)
+	}
+	a.recycle(r1, os.Geteuid())
+
+	if exists(taskDir) || len(a.spares.paths) != 0 {
+		t.Fatalf("tree of j/1 still there (%v) or spared (%v); want it handed over", exists(taskDir), a.spares.paths)
+	}
+	for _, q := range a.queue {
+		if want := q.ref.Task == "5" || q.ref.Task == "3"; q.dirsMade != want || q.dirsBusy != (q.ref.Task == "4") {
+			t.Errorf("%v: dirsMade %v, dirsBusy %v", q.ref, q.dirsMade, q.dirsBusy)
+		}
+	}
+	task5, dir, wd, ckpt := a.attemptDirs(ref("j", "5", 1))
+	for _, d := range []string{dir, wd, ckpt} {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Errorf("%s: %v, want a directory", d, err)
+		}
+	}
+	if last := lastWrite(task5); time.Since(last) > time.Hour {
+		t.Errorf("j/5's directory was last written %v ago by the sweep's reckoning, want now", time.Since(last))
 	}
 }
