@@ -64,7 +64,7 @@ fuzz: ## Run each fuzz test for a fixed number of executions (FUZZTIME overrides
 	$(GO) test -run '^$$' -fuzz '^FuzzConfine$$' -fuzztime $(call fuzztime,5000x) ./internal/blob/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(call fuzztime,50000x) ./internal/autoscale/
 	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(call fuzztime,30000x) ./internal/proto/
-	$(GO) test -run '^$$' -fuzz '^FuzzCodec$$' -fuzztime $(call fuzztime,60000x) ./internal/spawner/
+	$(GO) test -run '^$$' -fuzz '^FuzzCodec$$' -fuzztime $(call fuzztime,30000x) ./internal/spawner/
 
 .PHONY: clean
 clean: ## Remove build output

@@ -2,7 +2,6 @@ package spawner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -267,7 +266,7 @@ func (c *Client) read() {
 	err, attached := ErrClosed, false
 	for sc.Scan() {
 		var f frame
-		if e := json.Unmarshal(sc.Bytes(), &f); e != nil {
+		if e := decodeFrame(sc.Bytes(), &f); e != nil {
 			err = fmt.Errorf("%w: decoding frame: %w", ErrClosed, e)
 			break
 		}

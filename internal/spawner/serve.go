@@ -400,7 +400,7 @@ func (s *server) serveConn(nc net.Conn) {
 	s.attach(c)
 	for sc.Scan() && !c.replaced.Load() {
 		var f frame
-		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+		if err := decodeFrame(sc.Bytes(), &f); err != nil {
 			log.Printf("spawner: ignoring bad frame: %v", err)
 			continue
 		}
