@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -34,10 +33,15 @@ type task struct {
 	rec   record
 	grace time.Duration
 
-	// Output copying: pending counts the output pipes still being copied
-	// to their files, plus one while start sets them up; copied is closed
-	// when it reaches zero, and written then holds the bytes each stream
-	// (stdout, stderr) got.
+	// Output (output.go): streams are the read ends of the output pipes
+	// not yet handed to a copier, guarded by outMu; handoff hands them
+	// over once the task has run outputWindow. pending counts the copiers
+	// still running, plus one until the task is reaped and its streams
+	// settled; copied is closed when it reaches zero, and written then
+	// holds the bytes each stream (stdout, stderr) got.
+	outMu   sync.Mutex
+	streams [2]stream
+	handoff *time.Timer
 	pending atomic.Int32
 	copied  chan struct{}
 	written [2]int64
@@ -145,7 +149,7 @@ func (s *server) launch(req *SpawnRequest) bool {
 }
 
 // start forks and execs the task and writes its first record.
-func (s *server) start(t *task, req *SpawnRequest) error {
+func (s *server) start(t *task, req *SpawnRequest) (err error) {
 	if len(req.Argv) == 0 {
 		return errors.New("empty argv")
 	}
@@ -155,7 +159,12 @@ func (s *server) start(t *task, req *SpawnRequest) error {
 	}
 	t.copied = make(chan struct{})
 	t.pending.Store(1)
-	defer t.outputCopied()
+	t.streams = [2]stream{{fd: -1}, {fd: -1}}
+	defer func() {
+		if err != nil { // no process: nothing will settle the streams
+			t.closeStreams()
+		}
+	}()
 	stdout, err := s.output(t, 0, req.Stdout, req.Credential)
 	if err != nil {
 		return err
@@ -186,91 +195,12 @@ func (s *server) start(t *task, req *SpawnRequest) error {
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", path, err)
 	}
+	t.copyLater()
 	t.rec.PID, t.rec.PGID, t.rec.Boot, t.rec.StartedBy = pid, pid, s.boot, bootTicks()
 	if err := s.journal.put(&t.rec); err != nil {
 		log.Printf("spawner: task %q runs unrecorded: %v", t.rec.ID, err)
 	}
 	return nil
-}
-
-// output returns the descriptor a task writes one output stream to: the
-// write end of a pipe whose other end is copied to path, creating the file
-// at the first byte. Most short tasks write nothing, and creating two files
-// per task cost more than the rest of a spawn on a disk with slow metadata
-// (130-700 us a file on this project's machines); a pipe costs a few
-// microseconds. An empty path means /dev/null.
-func (s *server) output(t *task, stream int, path string, cred *syscall.Credential) (int, error) {
-	if path == "" {
-		return s.devNull, nil
-	}
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
-		return -1, fmt.Errorf("output pipe for %s: %w", path, err)
-	}
-	if err := syscall.SetNonblock(p[0], true); err != nil {
-		syscall.Close(p[0])
-		syscall.Close(p[1])
-		return -1, err
-	}
-	r := os.NewFile(uintptr(p[0]), path)
-	t.pending.Add(1)
-	go func() {
-		defer t.outputCopied()
-		t.written[stream] = copyOutput(r, path, cred)
-	}()
-	return p[1], nil
-}
-
-// outputCopied counts down pending, closing copied at zero.
-func (t *task) outputCopied() {
-	if t.pending.Add(-1) == 0 {
-		close(t.copied)
-	}
-}
-
-// copyBufs holds the buffers of copyOutput, which would otherwise allocate
-// 32 KiB per stream of every task.
-var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
-
-// copyOutput copies a task's output pipe to path until every writer has
-// closed it, and returns the bytes read; the file is created only if
-// something was written.
-func copyOutput(r *os.File, path string, cred *syscall.Credential) (total int64) {
-	defer r.Close()
-	bp := copyBufs.Get().(*[32 << 10]byte)
-	defer copyBufs.Put(bp)
-	buf := bp[:]
-	var out *os.File
-	for {
-		n, err := r.Read(buf)
-		total += int64(n)
-		if n > 0 {
-			if out == nil {
-				fd, oerr := openOutput(path, -1, cred)
-				if oerr != nil {
-					log.Printf("spawner: %v; output dropped", oerr)
-					io.Copy(io.Discard, r)
-					return
-				}
-				out = os.NewFile(uintptr(fd), path)
-				defer out.Close()
-			}
-			if _, werr := out.Write(buf[:n]); werr != nil {
-				log.Printf("spawner: writing %s: %v; output dropped", path, werr)
-				io.Copy(io.Discard, r)
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (s *server) closeOutput(fd int) {
-	if fd != s.devNull {
-		syscall.Close(fd)
-	}
 }
 
 // timeout stops a task whose MaxWallClock has passed.
@@ -411,6 +341,7 @@ func (s *server) complete(t *task, w waitResult, next string) {
 	// them then), or after outputGrace if a descendant that escaped the
 	// process group still holds a pipe open. Usually the pipes closed with
 	// the process, and the exit is reported at once.
+	t.settleOutput()
 	select {
 	case <-t.copied:
 		e.Written = &[2]int64{t.written[0], t.written[1]}
