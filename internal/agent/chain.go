@@ -19,11 +19,26 @@ import (
 // A chained task has left the queue: it can no longer be revoked for
 // another node. So only tasks whose recent run time is below chainBelow are
 // chained; for longer ones the round trip is noise and revocability is
-// worth more.
+// worth more. Tasks that run for milliseconds are chained chainDepthShort
+// deep: two behind each slot left a tenth of the slot time idle on a busy
+// 2-core node, where the agent's next request came a millisecond or two
+// after the chain had run dry (slot utilisation 91 % two deep, 93-94 %
+// three, 94-95 % four; end-to-start gap p90 450-630 µs against 70-90 µs
+// four deep).
 const (
-	chainDepth = 2
-	chainBelow = time.Second
+	chainDepth      = 2
+	chainDepthShort = 4
+	shortRun        = 10 * time.Millisecond
+	chainBelow      = time.Second
 )
+
+// chainDepthLocked is how many tasks deep each slot is chained now.
+func (a *Agent) chainDepthLocked() int {
+	if a.runAvg < shortRun {
+		return chainDepthShort
+	}
+	return chainDepth
+}
 
 // offerLocked makes t a task the next queued one may be chained on, when it
 // can be: it has no follower, is not too deep, and has no output files. A
@@ -31,7 +46,7 @@ const (
 // process ended. (One whose large logs turn out to need uploading lets its
 // follower start meanwhile.)
 func (a *Agent) offerLocked(t *task) {
-	if t.follower == nil && !t.ended && t.depth < chainDepth && t.tpl != nil && len(t.tpl.Outputs) == 0 && !slices.Contains(a.bare, t) {
+	if t.follower == nil && !t.ended && t.depth < a.chainDepthLocked() && t.tpl != nil && len(t.tpl.Outputs) == 0 && !slices.Contains(a.bare, t) {
 		a.bare = append(a.bare, t)
 	}
 }

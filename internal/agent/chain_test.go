@@ -136,3 +136,24 @@ func TestAdoptReportsUnrecordedSpawn(t *testing.T) {
 			a.tasks[p.id] != nil, a.used, f.running, f.held, a.queue)
 	}
 }
+
+// TestChainDepthFollowsRunTime: tasks of a few milliseconds are chained
+// four deep per slot, longer ones two deep.
+func TestChainDepthFollowsRunTime(t *testing.T) {
+	tpl := &proto.Template{}
+	for _, tc := range []struct {
+		run  time.Duration
+		want int // the deepest task that may take a follower, plus one
+	}{
+		{time.Millisecond, chainDepthShort},
+		{50 * time.Millisecond, chainDepth},
+	} {
+		a := &Agent{runAvg: tc.run}
+		for depth := range chainDepthShort + 1 {
+			a.offerLocked(&task{tpl: tpl, depth: depth})
+		}
+		if len(a.bare) != tc.want {
+			t.Errorf("tasks of %v: %d of depths 0-%d offered, want %d", tc.run, len(a.bare), chainDepthShort, tc.want)
+		}
+	}
+}
