@@ -35,8 +35,28 @@ type metrics struct {
 
 	// Used only by the committer goroutine (scheduled and committed).
 	seeded bool
-	live   map[int64]liveAttempt // task Num → the attempt last seen live
-	jobs   map[string]*jobFacts  // lower-cased job ID → what attempts need
+	live   map[int64]liveAttempt   // task Num → the attempt last seen live
+	jobs   map[string]*jobFacts    // lower-cased job ID → what attempts need
+	pools  map[string]*poolMetrics // pool ID → its series, resolved once
+	// last memoizes facts: a batch's tasks mostly share a job.
+	lastJob   string
+	lastFacts *jobFacts
+}
+
+// poolMetrics are the series of one pool, each resolved at its first use.
+// WithLabelValues hashes its labels and takes its vector's lock, and the
+// committer, the server's bottleneck under a stream of short tasks, called
+// it four times for every task that finished.
+type poolMetrics struct {
+	queueWait, staging prometheus.Observer
+	results            map[string]*resultMetrics
+}
+
+// resultMetrics are a pool's series of one result.
+type resultMetrics struct {
+	runTime   prometheus.Observer
+	completed prometheus.Counter
+	attempts  map[string]prometheus.Counter // by category
 }
 
 // liveAttempt is an attempt seen assigned, preparing or running.
@@ -50,16 +70,87 @@ type liveAttempt struct {
 type jobFacts struct {
 	pool      string
 	submitted map[int]int64 // group Seq → SubmittedAt
+	series    *poolMetrics
+}
+
+// newFacts returns the facts of a job of pool, with the pool's series.
+func (m *metrics) newFacts(pool string, groups int) *jobFacts {
+	pm := m.pools[pool]
+	if pm == nil {
+		pm = &poolMetrics{results: map[string]*resultMetrics{}}
+		m.pools[pool] = pm
+	}
+	return &jobFacts{pool: pool, submitted: make(map[int]int64, groups), series: pm}
+}
+
+// facts returns the facts of the job with the given ID, nil if unknown.
+func (m *metrics) facts(jobID string) *jobFacts {
+	if m.lastFacts != nil && jobID == m.lastJob {
+		return m.lastFacts
+	}
+	f := m.jobs[lower(jobID)]
+	m.lastJob, m.lastFacts = jobID, f
+	return f
+}
+
+func (f *jobFacts) queueWait(m *metrics) prometheus.Observer {
+	if f.series.queueWait == nil {
+		f.series.queueWait = m.queueWait.WithLabelValues(f.pool)
+	}
+	return f.series.queueWait
+}
+
+func (f *jobFacts) staging(m *metrics) prometheus.Observer {
+	if f.series.staging == nil {
+		f.series.staging = m.staging.WithLabelValues(f.pool)
+	}
+	return f.series.staging
+}
+
+func (f *jobFacts) result(result string) *resultMetrics {
+	rm := f.series.results[result]
+	if rm == nil {
+		rm = &resultMetrics{attempts: map[string]prometheus.Counter{}}
+		f.series.results[result] = rm
+	}
+	return rm
+}
+
+func (f *jobFacts) completed(m *metrics, result string) prometheus.Counter {
+	rm := f.result(result)
+	if rm.completed == nil {
+		rm.completed = m.completed.WithLabelValues(f.pool, result)
+	}
+	return rm.completed
+}
+
+func (f *jobFacts) runTime(m *metrics, result string) prometheus.Observer {
+	rm := f.result(result)
+	if rm.runTime == nil {
+		rm.runTime = m.runTime.WithLabelValues(f.pool, result)
+	}
+	return rm.runTime
+}
+
+func (f *jobFacts) attempts(m *metrics, result, category string) prometheus.Counter {
+	rm := f.result(result)
+	c := rm.attempts[category]
+	if c == nil {
+		c = m.attempts.WithLabelValues(f.pool, result, category)
+		rm.attempts[category] = c
+	}
+	return c
 }
 
 const ns = "lote"
 
 func newMetrics(e *engine) *metrics {
 	m := &metrics{
-		eng:  e,
-		reg:  prometheus.NewRegistry(),
-		live: map[int64]liveAttempt{},
-		jobs: map[string]*jobFacts{},
+		eng:   e,
+		reg:   prometheus.NewRegistry(),
+		live:  map[int64]liveAttempt{},
+		jobs:  map[string]*jobFacts{},
+		pools: map[string]*poolMetrics{},
 		schedPass: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "scheduler_pass_seconds", Help: "Duration of one scheduling pass over every pool.",
 			Buckets: []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, .01, .025, .05, .1, .25, 1},
@@ -138,6 +229,7 @@ func (m *metrics) scheduled(d time.Duration) {
 func (m *metrics) committed(d time.Duration, b *store.Batch) {
 	m.commitTime.Observe(d.Seconds())
 	m.commitTasks.Observe(float64(len(b.Tasks)))
+	m.lastFacts = nil
 	if len(b.DeletedJobs) > 0 {
 		// A deleted job's tasks are saved no more: forget their attempts.
 		gone := map[string]bool{}
@@ -153,7 +245,7 @@ func (m *metrics) committed(d time.Duration, b *store.Batch) {
 	}
 	for i := range b.Jobs {
 		if m.jobs[lower(b.Jobs[i].ID)] == nil {
-			m.jobs[lower(b.Jobs[i].ID)] = &jobFacts{pool: b.Jobs[i].PoolID, submitted: map[int]int64{}}
+			m.jobs[lower(b.Jobs[i].ID)] = m.newFacts(b.Jobs[i].PoolID, 0)
 		}
 	}
 	for i := range b.Groups {
@@ -172,7 +264,7 @@ func (m *metrics) committed(d time.Duration, b *store.Batch) {
 func (m *metrics) learnJobs(tasks []core.TaskRecord) {
 	var missing []string
 	for i := range tasks {
-		f := m.jobs[lower(tasks[i].JobID)]
+		f := m.facts(tasks[i].JobID)
 		if f == nil {
 			missing = append(missing, tasks[i].JobID)
 		} else if _, ok := f.submitted[tasks[i].GroupSeq]; !ok {
@@ -182,6 +274,7 @@ func (m *metrics) learnJobs(tasks []core.TaskRecord) {
 	if len(missing) == 0 {
 		return
 	}
+	m.lastFacts = nil
 	m.eng.mu.Lock()
 	defer m.eng.mu.Unlock()
 	for _, id := range missing {
@@ -189,7 +282,7 @@ func (m *metrics) learnJobs(tasks []core.TaskRecord) {
 		if j == nil {
 			continue
 		}
-		f := &jobFacts{pool: j.Pool.ID, submitted: make(map[int]int64, len(j.Groups))}
+		f := m.newFacts(j.Pool.ID, len(j.Groups))
 		for _, g := range j.Groups {
 			f.submitted[g.Seq] = g.SubmittedAt
 		}
@@ -204,7 +297,7 @@ func (m *metrics) learnJobs(tasks []core.TaskRecord) {
 func (m *metrics) task(r *core.TaskRecord) {
 	la, known := m.live[r.Num]
 	seen := la.number
-	f := m.jobs[lower(r.JobID)]
+	f := m.facts(r.JobID)
 	if known && f != nil {
 		prevEnd := int64(-1) // -1: no earlier attempt, the task was ready at submission
 		for i := range r.History {
@@ -224,7 +317,7 @@ func (m *metrics) task(r *core.TaskRecord) {
 		delete(m.live, r.Num)
 		// A task cancelled before it ever ran completes without an attempt.
 		if f != nil && (known || r.Cur.Number == 0) {
-			m.completed.WithLabelValues(f.pool, r.Cur.Result.String()).Inc()
+			f.completed(m, r.Cur.Result.String()).Inc()
 		}
 	default:
 		delete(m.live, r.Num)
@@ -240,7 +333,7 @@ func (m *metrics) attemptEnded(f *jobFacts, r *core.TaskRecord, a *core.AttemptR
 	if category == "" {
 		category = "none"
 	}
-	m.attempts.WithLabelValues(f.pool, result, category).Inc()
+	f.attempts(m, result, category).Inc()
 	if a.StartedAt == 0 {
 		return
 	}
@@ -249,13 +342,13 @@ func (m *metrics) attemptEnded(f *jobFacts, r *core.TaskRecord, a *core.AttemptR
 		ready = f.submitted[r.GroupSeq]
 	}
 	if ready > 0 {
-		m.queueWait.WithLabelValues(f.pool).Observe(seconds(a.StartedAt - ready))
+		f.queueWait(m).Observe(seconds(a.StartedAt - ready))
 	}
 	if a.EndedAt >= a.StartedAt {
-		m.runTime.WithLabelValues(f.pool, result).Observe(seconds(a.EndedAt - a.StartedAt))
+		f.runTime(m, result).Observe(seconds(a.EndedAt - a.StartedAt))
 	}
 	if a.PreparingAt != 0 {
-		m.staging.WithLabelValues(f.pool).Observe(seconds(a.StartedAt - a.PreparingAt))
+		f.staging(m).Observe(seconds(a.StartedAt - a.PreparingAt))
 	}
 }
 
