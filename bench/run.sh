@@ -4,16 +4,19 @@
 # docs/benchmarks.md for the method.
 #
 #   1. end to end: N trivial tasks (`true`) through `lote up` (1 node of
-#      $(nproc) slots) against xargs -P $(nproc) (same N), GNU parallel
-#      (N_PARALLEL) and Slurm (N_SLURM, sbatch --array on a single-node
-#      cluster this script configures and starts), as tasks/s and ratios;
-#   2. stubbed execution, 3. big array, 5. restart after kill -9 (lotebench
+#      $(nproc) slots) against xargs -P $(nproc) (same N), alternated for
+#      ROUNDS rounds (medians reported), then GNU parallel (N_PARALLEL) and
+#      Slurm (N_SLURM, sbatch --array on a single-node cluster this script
+#      configures and starts), as tasks/s and ratios;
+#   2. stubbed execution (STUB_ROUNDS runs, medians reported), 3. big
+#      array, 5. restart after kill -9 (lotebench
 #      stubbed / bigarray: the real server process, simulated agents in
 #      another process over loopback);
 #   4. submit → running latency on an idle pool (lotebench latency).
 #
 # Durable state stays on everywhere (SQLite, synchronous=full). Overrides for
-# quick runs: N, N_PARALLEL, N_SLURM, STUB_N, STUB_NODES, BIG_N, LAT_N;
+# quick runs: N, ROUNDS, N_PARALLEL, N_SLURM, STUB_N, STUB_NODES, STUB_ROUNDS,
+# BIG_N, LAT_N;
 # BENCH_SKIP="slurm parallel ..." leaves measures out (words: xargs lote
 # parallel slurm stubbed bigarray latency). A peer that cannot be installed
 # or started is skipped with a message; BENCH_REQUIRE_PEERS=1 makes that an
@@ -24,6 +27,8 @@ ROOT=$PWD
 
 CORES=$(nproc)
 N=${N:-20000}
+ROUNDS=${ROUNDS:-3}
+STUB_ROUNDS=${STUB_ROUNDS:-3}
 N_PARALLEL=${N_PARALLEL:-2000}
 N_SLURM=${N_SLURM:-300}
 STUB_N=${STUB_N:-1000000}
@@ -55,6 +60,8 @@ skipping() { [[ $SKIP == *" $1 "* ]]; }
 now() { date +%s.%N; }
 fig() { echo "$1 $2" >>"$figs"; }
 get() { awk -v k="$1" '$1 == k { v = $2 } END { print v }' "$figs"; }
+# med KEY: the median of every figure recorded as KEY (one per round).
+med() { awk -v k="$1" '$1 == k { print $2 }' "$figs" | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%g\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 # stop PID [SIGNAL [SECONDS]]: signal a process this script started, wait for
 # it, and kill it when it takes longer.
@@ -311,10 +318,11 @@ run_xargs() {
   fig xargs_cpu_us_per_task "$(per_task_us $((c1 - c0)) "$N")"
 }
 
+# run_lote_up ROUND: N `true` tasks through a fresh `lote up`.
 run_lote_up() {
-  local home=$work/up t0 t1
+  local home=$work/up-$1 t0 t1
   mkdir -p "$home"
-  LOTE_HOME=$home "$LOTE" up --dir "$home" --nodes 1 --slots "$CORES" --listen 127.0.0.1:0 >"$work/up.log" 2>&1 &
+  LOTE_HOME=$home "$LOTE" up --dir "$home" --nodes 1 --slots "$CORES" --listen 127.0.0.1:0 >"$work/up-$1.log" 2>&1 &
   up_pid=$!
   local idle=
   for _ in $(seq 300); do
@@ -382,18 +390,32 @@ busy_note="load average $load at the start: other work was running on this machi
 
 install_peers
 
-if ! skipping xargs; then log "== end to end: xargs -P $CORES, $N x true"; run_xargs; fi
-if ! skipping lote; then
-  log "== end to end: lote up (1 node x $CORES slots), $N x true"
-  run_lote_up || fail "end to end through lote up"
-  stop "$up_pid" INT 30
-  up_pid=
-fi
+# xargs and Lote alternate, so that both see the same minutes of a machine
+# whose speed drifts (a shared VM), and each figure is the median of the
+# rounds.
+for round in $(seq "$ROUNDS"); do
+  if ! skipping xargs; then log "== end to end, round $round of $ROUNDS: xargs -P $CORES, $N x true"; run_xargs; fi
+  if ! skipping lote; then
+    log "== end to end, round $round of $ROUNDS: lote up (1 node x $CORES slots), $N x true"
+    if ! run_lote_up "$round"; then
+      fail "end to end through lote up"
+      break
+    fi
+    stop "$up_pid" INT 30
+    up_pid=
+  fi
+done
 if ! skipping parallel; then log "== end to end: GNU parallel -j $CORES, $N_PARALLEL x true"; run_parallel; fi
 if ! skipping slurm; then log "== end to end: Slurm sbatch --array, $N_SLURM x true (about 2 tasks/s: ~$((N_SLURM / 2)) s)"; run_slurm; fi
 if ! skipping stubbed; then
-  log "== stubbed execution: $STUB_N tasks, $STUB_NODES simulated nodes x 4 slots (then a restart with its rows)"
-  lotebench -tasks "$STUB_N" -nodes "$STUB_NODES" -slots 4 stubbed || fail "stubbed execution"
+  for round in $(seq "$STUB_ROUNDS"); do
+    log "== stubbed execution, run $round of $STUB_ROUNDS: $STUB_N tasks, $STUB_NODES simulated nodes x 4 slots (then a restart with its rows)"
+    if ! lotebench -work "$work/stub-$round" -tasks "$STUB_N" -nodes "$STUB_NODES" -slots 4 stubbed; then
+      fail "stubbed execution"
+      break
+    fi
+    rm -rf "$work/stub-$round"/*/ # the store of a million tasks, not needed again
+  done
 fi
 if ! skipping bigarray; then
   log "== big array: $BIG_N tasks, no nodes; restart after kill -9"
@@ -414,11 +436,13 @@ num() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { s = sprintf("%." d "f", v); n = sp
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { r = a / b; printf (r >= 100 ? "%.0f" : r >= 10 ? "%.1f" : "%.2f"), r }'; }
 met() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<" ? v < t : v >= t); print (ok ? "yes" : "**no**") }'; }
 
-lote=$(get lote_rate) xr=$(get xargs_rate) pr=$(get parallel_rate) sr=$(get slurm_rate)
+lote=$(med lote_rate) xr=$(med xargs_rate)
+rounds=
+[ "$ROUNDS" -gt 1 ] && rounds=", median of $ROUNDS rounds" pr=$(get parallel_rate) sr=$(get slurm_rate)
 if [ -n "$lote" ]; then
   m="—"
   [ -n "$xr" ] && m=$(met "$(ratio "$lote" "$xr")" ">=" 0.8)
-  row "end to end: Lote, \`lote up\` 1 node × $CORES slots, N=$(num "$N")" "$(num "$lote")" tasks/s "≥ 0.8 × xargs" "—" "$m"
+  row "end to end: Lote, \`lote up\` 1 node × $CORES slots, N=$(num "$N")$rounds" "$(num "$lote")" tasks/s "≥ 0.8 × xargs" "—" "$m"
 fi
 peer_row() { # NAME RATE
   if [ -z "$2" ]; then row "$1" skipped tasks/s "" "" ""; return; fi
@@ -426,12 +450,14 @@ peer_row() { # NAME RATE
   [ -n "$lote" ] && r="$(ratio "$lote" "$2")"
   row "$1" "$(num "$2" $(awk -v v="$2" 'BEGIN { print (v < 100 ? 2 : 0) }'))" tasks/s "" "$r" ""
 }
-skipping xargs || peer_row "end to end: xargs -P $CORES, N=$(num "$N")" "$xr"
+skipping xargs || peer_row "end to end: xargs -P $CORES, N=$(num "$N")$rounds" "$xr"
 skipping parallel || peer_row "end to end: GNU parallel -j $CORES, N=$(num "$N_PARALLEL")" "$pr"
 sv=$(get slurm_version)
 skipping slurm || peer_row "end to end: Slurm${sv:+ $sv} \`sbatch --array\`, N=$(num "$N_SLURM")" "$sr"
-if v=$(get stubbed_rate) && [ -n "$v" ]; then
-  row "stubbed: $(num "$STUB_N") tasks, $(num "$STUB_NODES") simulated nodes × 4 slots, submit → job done" "$(num "$v")" tasks/s \
+stub_rounds=
+[ "$STUB_ROUNDS" -gt 1 ] && stub_rounds=", median of $STUB_ROUNDS runs"
+if v=$(med stubbed_rate) && [ -n "$v" ]; then
+  row "stubbed: $(num "$STUB_N") tasks, $(num "$STUB_NODES") simulated nodes × 4 slots, submit → job done$stub_rounds" "$(num "$v")" tasks/s \
     "≥ 50,000 (stretch 100,000)" "" "$(met "$v" ">=" 50000)"
 fi
 if v=$(get big_ack_s) && [ -n "$v" ]; then
@@ -448,8 +474,8 @@ fi
 if v=$(get restart_s) && [ -n "$v" ]; then
   row "restart after kill -9, $(num "$BIG_N") queued: exec → first task finished" "$(num "$v" 3)" s "< 5 s" "" "$(met "$v" "<" 5)"
 fi
-if v=$(get restart_full_s) && [ -n "$v" ]; then
-  row "restart after kill -9, $(num "$STUB_N") queued + $(num "$STUB_N") finished in the store" "$(num "$v" 3)" s "< 5 s" "" "$(met "$v" "<" 5)"
+if v=$(med restart_full_s) && [ -n "$v" ]; then
+  row "restart after kill -9, $(num "$STUB_N") queued + $(num "$STUB_N") finished in the store$stub_rounds" "$(num "$v" 3)" s "< 5 s" "" "$(met "$v" "<" 5)"
 fi
 
 # table prints the rows as an aligned Markdown table (widths in characters,
@@ -480,7 +506,7 @@ mkdir -p "$RESULTS"
   echo
   table
   echo
-  echo "Lote ÷ peer: Lote's end-to-end tasks/s (N=$(num "$N")) divided by the peer's, each at its own N."
+  echo "Lote ÷ peer: Lote's end-to-end tasks/s (N=$(num "$N")) divided by the peer's, each at its own N. Lote and xargs: medians of $ROUNDS alternated rounds."
   [ "$busy" = 1 ] && { echo; echo "Warning: $busy_note."; }
   if [ ${#skipped[@]} -gt 0 ] || [ ${#failed[@]} -gt 0 ]; then
     echo
@@ -491,14 +517,18 @@ mkdir -p "$RESULTS"
   echo "Details:"
   echo
   echo '```'
+  if [ -n "$lote" ] && [ -n "$xr" ]; then
+    echo "end to end, each round (xargs, then Lote): $(paste -d' ' <(awk '$1 == "xargs_rate" { print $2 }' "$figs") <(awk '$1 == "lote_rate" { print $2 }' "$figs") |
+      awk '{ printf "%s%s / %s = %.2f", (NR > 1 ? "; " : ""), $2, $1, $2 / $1 }') (Lote / xargs tasks/s); the table has the medians"
+  fi
   if [ -n "$(get lote_cpu_us_per_task)" ]; then
-    echo "end to end: CPU per task: xargs $(get xargs_cpu_us_per_task) µs (xargs and the tasks);" \
-      "Lote $(get lote_cpu_us_per_task) µs (server, agent, spawner and the tasks; the tasks alone $(get lote_task_cpu_us_per_task) µs)"
-    echo "end to end: Lote's own CPU per task: server (lote up) $(get lote_up_cpu_us_per_task) µs, agent $(get lote_agent_cpu_us_per_task) µs, spawner $(get lote_spawner_cpu_us_per_task) µs"
+    echo "end to end: CPU per task (medians of the rounds): xargs $(med xargs_cpu_us_per_task) µs (xargs and the tasks);" \
+      "Lote $(med lote_cpu_us_per_task) µs (server, agent, spawner and the tasks; the tasks alone $(med lote_task_cpu_us_per_task) µs)"
+    echo "end to end: Lote's own CPU per task: server (lote up) $(med lote_up_cpu_us_per_task) µs, agent $(med lote_agent_cpu_us_per_task) µs, spawner $(med lote_spawner_cpu_us_per_task) µs"
   fi
   grep -h 'lotebench:' "$work/lotebench.log" 2>/dev/null | sed 's/^ *lotebench: //' || true
   echo "raw figures:"
-  sort -u "$figs" | sed 's/^/  /'
+  sed 's/^/  /' "$figs"
   echo '```'
 } >"$RESULTS/latest.md"
 
