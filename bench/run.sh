@@ -404,6 +404,9 @@ for round in $(seq "$ROUNDS"); do
     stop "$up_pid" INT 30
     up_pid=
   fi
+  if ! skipping xargs && ! skipping lote; then
+    fig xargs_round_ratio "$(awk -v l="$(get lote_rate)" -v x="$(get xargs_rate)" 'BEGIN { printf "%.4f", l / x }')"
+  fi
 done
 if ! skipping parallel; then log "== end to end: GNU parallel -j $CORES, $N_PARALLEL x true"; run_parallel; fi
 if ! skipping slurm; then log "== end to end: Slurm sbatch --array, $N_SLURM x true (about 2 tasks/s: ~$((N_SLURM / 2)) s)"; run_slurm; fi
@@ -441,16 +444,20 @@ rounds=
 [ "$ROUNDS" -gt 1 ] && rounds=", median of $ROUNDS rounds" pr=$(get parallel_rate) sr=$(get slurm_rate)
 if [ -n "$lote" ]; then
   m="—"
-  [ -n "$xr" ] && m=$(met "$(ratio "$lote" "$xr")" ">=" 0.8)
+  [ -n "$xr" ] && m=$(met "$(med xargs_round_ratio)" ">=" 0.8)
   row "end to end: Lote, \`lote up\` 1 node × $CORES slots, N=$(num "$N")$rounds" "$(num "$lote")" tasks/s "≥ 0.8 × xargs" "—" "$m"
 fi
-peer_row() { # NAME RATE
+peer_row() { # NAME RATE [RATIO: Lote ÷ this peer, when not Lote's rate ÷ RATE]
   if [ -z "$2" ]; then row "$1" skipped tasks/s "" "" ""; return; fi
   local r="—"
-  [ -n "$lote" ] && r="$(ratio "$lote" "$2")"
+  if [ -n "${3:-}" ]; then
+    r="$(ratio "$3" 1)"
+  elif [ -n "$lote" ]; then
+    r="$(ratio "$lote" "$2")"
+  fi
   row "$1" "$(num "$2" $(awk -v v="$2" 'BEGIN { print (v < 100 ? 2 : 0) }'))" tasks/s "" "$r" ""
 }
-skipping xargs || peer_row "end to end: xargs -P $CORES, N=$(num "$N")$rounds" "$xr"
+skipping xargs || peer_row "end to end: xargs -P $CORES, N=$(num "$N")$rounds" "$xr" "$(med xargs_round_ratio)"
 skipping parallel || peer_row "end to end: GNU parallel -j $CORES, N=$(num "$N_PARALLEL")" "$pr"
 sv=$(get slurm_version)
 skipping slurm || peer_row "end to end: Slurm${sv:+ $sv} \`sbatch --array\`, N=$(num "$N_SLURM")" "$sr"
@@ -506,7 +513,7 @@ mkdir -p "$RESULTS"
   echo
   table
   echo
-  echo "Lote ÷ peer: Lote's end-to-end tasks/s (N=$(num "$N")) divided by the peer's, each at its own N. Lote and xargs: medians of $ROUNDS alternated rounds."
+  echo "Lote ÷ peer: Lote's end-to-end tasks/s (N=$(num "$N")) divided by the peer's, each at its own N. Lote and xargs: medians of $ROUNDS alternated rounds; Lote ÷ xargs is the median of the rounds' ratios."
   [ "$busy" = 1 ] && { echo; echo "Warning: $busy_note."; }
   if [ ${#skipped[@]} -gt 0 ] || [ ${#failed[@]} -gt 0 ]; then
     echo
@@ -519,7 +526,7 @@ mkdir -p "$RESULTS"
   echo '```'
   if [ -n "$lote" ] && [ -n "$xr" ]; then
     echo "end to end, each round (xargs, then Lote): $(paste -d' ' <(awk '$1 == "xargs_rate" { print $2 }' "$figs") <(awk '$1 == "lote_rate" { print $2 }' "$figs") |
-      awk '{ printf "%s%s / %s = %.2f", (NR > 1 ? "; " : ""), $2, $1, $2 / $1 }') (Lote / xargs tasks/s); the table has the medians"
+      awk '{ printf "%s%s / %s = %.2f", (NR > 1 ? "; " : ""), $2, $1, $2 / $1 }') (Lote / xargs tasks/s); the table has the median rates and the median of these ratios"
   fi
   if [ -n "$(get lote_cpu_us_per_task)" ]; then
     echo "end to end: CPU per task (medians of the rounds): xargs $(med xargs_cpu_us_per_task) µs (xargs and the tasks);" \
