@@ -365,9 +365,11 @@ run_lote_up() {
   reap_strays
 }
 
+# lotebench DIR ARGS...: bench/lotebench with DIR as its scratch directory.
 lotebench() {
-  local rc=0
-  "$LOTEBENCH" -lote "$LOTE" -work "$work" -out "$figs" "$@" 2> >(tee -a "$work/lotebench.log" >&2) &
+  local rc=0 dir=$1
+  shift
+  "$LOTEBENCH" -lote "$LOTE" -work "$dir" -out "$figs" "$@" 2> >(tee -a "$work/lotebench.log" >&2) &
   bench_pid=$!
   wait "$bench_pid" || rc=$?
   bench_pid=
@@ -413,7 +415,7 @@ if ! skipping slurm; then log "== end to end: Slurm sbatch --array, $N_SLURM x t
 if ! skipping stubbed; then
   for round in $(seq "$STUB_ROUNDS"); do
     log "== stubbed execution, run $round of $STUB_ROUNDS: $STUB_N tasks, $STUB_NODES simulated nodes x 4 slots (then a restart with its rows)"
-    if ! lotebench -work "$work/stub-$round" -tasks "$STUB_N" -nodes "$STUB_NODES" -slots 4 stubbed; then
+    if ! lotebench "$work/stub-$round" -tasks "$STUB_N" -nodes "$STUB_NODES" -slots 4 stubbed; then
       fail "stubbed execution"
       break
     fi
@@ -422,11 +424,11 @@ if ! skipping stubbed; then
 fi
 if ! skipping bigarray; then
   log "== big array: $BIG_N tasks, no nodes; restart after kill -9"
-  lotebench -tasks "$BIG_N" bigarray || fail "big array and restart"
+  lotebench "$work" -tasks "$BIG_N" bigarray || fail "big array and restart"
 fi
 if ! skipping latency; then
   log "== latency: $LAT_N single-task jobs on an idle lote up"
-  lotebench -jobs "$LAT_N" -slots "$CORES" latency || fail latency
+  lotebench "$work" -jobs "$LAT_N" -slots "$CORES" latency || fail latency
 fi
 
 # ------------------------------------------------------------------ table

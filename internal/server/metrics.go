@@ -48,6 +48,8 @@ type metrics struct {
 // committer, the server's bottleneck under a stream of short tasks, called
 // it four times for every task that finished.
 type poolMetrics struct {
+	m                  *metrics
+	pool               string
 	queueWait, staging prometheus.Observer
 	results            map[string]*resultMetrics
 }
@@ -68,19 +70,18 @@ type liveAttempt struct {
 // jobFacts is what a task's attempts need from its job for their labels and
 // queue wait.
 type jobFacts struct {
-	pool      string
 	submitted map[int]int64 // group Seq → SubmittedAt
-	series    *poolMetrics
+	series    *poolMetrics  // its pool's
 }
 
 // newFacts returns the facts of a job of pool, with the pool's series.
 func (m *metrics) newFacts(pool string, groups int) *jobFacts {
 	pm := m.pools[pool]
 	if pm == nil {
-		pm = &poolMetrics{results: map[string]*resultMetrics{}}
+		pm = &poolMetrics{m: m, pool: pool, results: map[string]*resultMetrics{}}
 		m.pools[pool] = pm
 	}
-	return &jobFacts{pool: pool, submitted: make(map[int]int64, groups), series: pm}
+	return &jobFacts{submitted: make(map[int]int64, groups), series: pm}
 }
 
 // facts returns the facts of the job with the given ID, nil if unknown.
@@ -93,50 +94,50 @@ func (m *metrics) facts(jobID string) *jobFacts {
 	return f
 }
 
-func (f *jobFacts) queueWait(m *metrics) prometheus.Observer {
-	if f.series.queueWait == nil {
-		f.series.queueWait = m.queueWait.WithLabelValues(f.pool)
+func (p *poolMetrics) queueWaitSeries() prometheus.Observer {
+	if p.queueWait == nil {
+		p.queueWait = p.m.queueWait.WithLabelValues(p.pool)
 	}
-	return f.series.queueWait
+	return p.queueWait
 }
 
-func (f *jobFacts) staging(m *metrics) prometheus.Observer {
-	if f.series.staging == nil {
-		f.series.staging = m.staging.WithLabelValues(f.pool)
+func (p *poolMetrics) stagingSeries() prometheus.Observer {
+	if p.staging == nil {
+		p.staging = p.m.staging.WithLabelValues(p.pool)
 	}
-	return f.series.staging
+	return p.staging
 }
 
-func (f *jobFacts) result(result string) *resultMetrics {
-	rm := f.series.results[result]
+func (p *poolMetrics) result(result string) *resultMetrics {
+	rm := p.results[result]
 	if rm == nil {
 		rm = &resultMetrics{attempts: map[string]prometheus.Counter{}}
-		f.series.results[result] = rm
+		p.results[result] = rm
 	}
 	return rm
 }
 
-func (f *jobFacts) completed(m *metrics, result string) prometheus.Counter {
-	rm := f.result(result)
+func (p *poolMetrics) completed(result string) prometheus.Counter {
+	rm := p.result(result)
 	if rm.completed == nil {
-		rm.completed = m.completed.WithLabelValues(f.pool, result)
+		rm.completed = p.m.completed.WithLabelValues(p.pool, result)
 	}
 	return rm.completed
 }
 
-func (f *jobFacts) runTime(m *metrics, result string) prometheus.Observer {
-	rm := f.result(result)
+func (p *poolMetrics) runTime(result string) prometheus.Observer {
+	rm := p.result(result)
 	if rm.runTime == nil {
-		rm.runTime = m.runTime.WithLabelValues(f.pool, result)
+		rm.runTime = p.m.runTime.WithLabelValues(p.pool, result)
 	}
 	return rm.runTime
 }
 
-func (f *jobFacts) attempts(m *metrics, result, category string) prometheus.Counter {
-	rm := f.result(result)
+func (p *poolMetrics) attempts(result, category string) prometheus.Counter {
+	rm := p.result(result)
 	c := rm.attempts[category]
 	if c == nil {
-		c = m.attempts.WithLabelValues(f.pool, result, category)
+		c = p.m.attempts.WithLabelValues(p.pool, result, category)
 		rm.attempts[category] = c
 	}
 	return c
@@ -317,7 +318,7 @@ func (m *metrics) task(r *core.TaskRecord) {
 		delete(m.live, r.Num)
 		// A task cancelled before it ever ran completes without an attempt.
 		if f != nil && (known || r.Cur.Number == 0) {
-			f.completed(m, r.Cur.Result.String()).Inc()
+			f.series.completed(r.Cur.Result.String()).Inc()
 		}
 	default:
 		delete(m.live, r.Num)
@@ -333,7 +334,7 @@ func (m *metrics) attemptEnded(f *jobFacts, r *core.TaskRecord, a *core.AttemptR
 	if category == "" {
 		category = "none"
 	}
-	f.attempts(m, result, category).Inc()
+	f.series.attempts(result, category).Inc()
 	if a.StartedAt == 0 {
 		return
 	}
@@ -342,13 +343,13 @@ func (m *metrics) attemptEnded(f *jobFacts, r *core.TaskRecord, a *core.AttemptR
 		ready = f.submitted[r.GroupSeq]
 	}
 	if ready > 0 {
-		f.queueWait(m).Observe(seconds(a.StartedAt - ready))
+		f.series.queueWaitSeries().Observe(seconds(a.StartedAt - ready))
 	}
 	if a.EndedAt >= a.StartedAt {
-		f.runTime(m, result).Observe(seconds(a.EndedAt - a.StartedAt))
+		f.series.runTime(result).Observe(seconds(a.EndedAt - a.StartedAt))
 	}
 	if a.PreparingAt != 0 {
-		f.staging(m).Observe(seconds(a.StartedAt - a.PreparingAt))
+		f.series.stagingSeries().Observe(seconds(a.StartedAt - a.PreparingAt))
 	}
 }
 
