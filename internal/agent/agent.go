@@ -43,6 +43,7 @@ import (
 	"github.com/lotehq/lote/internal/placeholder"
 	"github.com/lotehq/lote/internal/proto"
 	"github.com/lotehq/lote/internal/spawner"
+	"github.com/lotehq/lote/internal/sysmon"
 	"github.com/lotehq/lote/internal/tlsutil"
 )
 
@@ -254,7 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer unlock()
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger, env: os.Environ(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
+		cfg: cfg, log: cfg.Logger, env: sysmon.UserEnviron(), templates: map[string]*proto.Template{}, jobDirs: map[string]bool{},
 		aheadc: make(chan struct{}, 1),
 		tasks:  map[string]*task{}, notify: make(chan struct{}, 1),
 		cache: &cache{dir: filepath.Join(cfg.Dir, "cache"), inflight: map[string]*flight{}},

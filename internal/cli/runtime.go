@@ -19,6 +19,7 @@ import (
 	"github.com/lotehq/lote/internal/server"
 	"github.com/lotehq/lote/internal/simagent"
 	"github.com/lotehq/lote/internal/spawner"
+	"github.com/lotehq/lote/internal/sysmon"
 	"github.com/lotehq/lote/internal/tlsutil"
 	"github.com/lotehq/lote/internal/up"
 )
@@ -186,6 +187,9 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 				return usageErr("--retention must be positive")
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			if err := sysmon.Reexec(); err != nil {
+				cfg.Logger.Warn("running with the Go runtime's defaults, slower per task", "err", err)
+			}
 			sweep, stop := context.WithCancel(c.Context())
 			defer stop()
 			go (&agent.Sweeper{Dir: cfg.Dir, Retention: retention, Logger: cfg.Logger}).Run(sweep)

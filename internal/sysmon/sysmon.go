@@ -1,0 +1,103 @@
+// Package sysmon keeps the Go runtime's system monitor awake in Lote's node
+// processes, the agent and its spawner, where its deep sleep costs more than
+// it saves.
+//
+// The monitor (runtime.sysmon) sleeps deeply while every P is idle, and the
+// first system call after that wakes it and puts it back to polling every
+// 20 µs for at least a millisecond. The agent and the spawner go idle and
+// wake again for every start and every exit of a short task, so the monitor
+// polled almost without pause: 10 to 18 sleeps a task, a fifth of the
+// agent's CPU and a third of the spawner's in perf, on this project's
+// two-core test VM (docs/benchmarks.md). With the monitor kept out of its
+// deep sleep it backs off to 10 ms between polls whenever it finds nothing
+// to do, and the node's CPU per task fell from about 700 µs to 500.
+//
+// The one documented way to keep it so is GODEBUG's schedtrace, which a
+// process reads only at its start: hence Reexec. Its period is set to the
+// longest the runtime accepts, so the trace it exists for is printed to
+// standard error once every 24.8 days of the host's uptime, a line that
+// starts "SCHED". A user who sets schedtrace in GODEBUG (0 turns it off)
+// keeps their own value. Tasks get the user's GODEBUG (UserEnviron).
+package sysmon
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+const (
+	// setting keeps the monitor awake: schedtrace's largest period, in ms.
+	setting = "schedtrace=2147483647"
+	// savedVar holds the user's GODEBUG entry across Reexec ("GODEBUG=…",
+	// or empty when it was unset); its presence says Reexec has been done.
+	savedVar = "LOTE_USER_GODEBUG"
+)
+
+// Reexec replaces the process with the same executable and arguments, with
+// setting added to GODEBUG, unless that was done already or the user's
+// GODEBUG sets schedtrace. It returns only when it does not replace the
+// process: nil when there is nothing to do, or the error from exec, after
+// which the process carries on as it is, slower but correct.
+func Reexec() error {
+	env, ok := awakeEnviron(os.Environ())
+	if !ok {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(exe, os.Args, env)
+}
+
+// awakeEnviron returns env with setting added to GODEBUG and the user's
+// entry saved, and whether that differs from env.
+func awakeEnviron(env []string) ([]string, bool) {
+	user, userSet := "", false
+	for _, kv := range env {
+		if strings.HasPrefix(kv, savedVar+"=") {
+			return env, false
+		}
+		if strings.HasPrefix(kv, "GODEBUG=") {
+			user, userSet = kv, true // the last one is what getenv finds
+		}
+	}
+	godebug := strings.TrimPrefix(user, "GODEBUG=")
+	for field := range strings.SplitSeq(godebug, ",") {
+		if strings.HasPrefix(field, "schedtrace=") {
+			return env, false
+		}
+	}
+	if godebug != "" {
+		godebug += ","
+	}
+	saved := ""
+	if userSet {
+		saved = user
+	}
+	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+	return append(out, "GODEBUG="+godebug+setting, savedVar+"="+saved), true
+}
+
+// UserEnviron is os.Environ as the user gave it to the process, before
+// Reexec: the environment for what the agent runs on the user's behalf.
+func UserEnviron() []string {
+	return userEnviron(os.Environ())
+}
+
+func userEnviron(env []string) []string {
+	i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, savedVar+"=") })
+	if i < 0 {
+		return env
+	}
+	saved := strings.TrimPrefix(env[i], savedVar+"=")
+	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, savedVar+"=") || strings.HasPrefix(kv, "GODEBUG=")
+	})
+	if saved != "" {
+		out = append(out, saved)
+	}
+	return out
+}
