@@ -9,11 +9,11 @@ import (
 	"testing"
 )
 
-// TestNodeProcessesKeepMonitorAwake: the agent re-executes itself with the
-// Go runtime's monitor kept out of its deep sleep (internal/sysmon), its
-// spawner inherits that, and the tasks they run see the GODEBUG the user
-// gave lote up, and nothing of Lote's own.
-func TestNodeProcessesKeepMonitorAwake(t *testing.T) {
+// TestMonitorKeptAwake: lote up re-executes itself with the Go runtime's
+// monitor kept out of its deep sleep (internal/sysmon), its agent and the
+// agent's spawner inherit that, and the tasks they run see the GODEBUG the
+// user gave lote up, and nothing of Lote's own.
+func TestMonitorKeptAwake(t *testing.T) {
 	// Not parallel: t.Setenv gives lote up (childEnv) the user's GODEBUG.
 	t.Setenv("GODEBUG", "madvdontneed=1")
 	home := testRoot(t)
@@ -21,6 +21,9 @@ func TestNodeProcessesKeepMonitorAwake(t *testing.T) {
 	c.awaitNodes("local", 1)
 	const awake = "GODEBUG=madvdontneed=1,schedtrace=2147483647"
 	node := filepath.Join(home, "nodes", "local-1")
+	if env := environOf(t, c.srv.pid()); !slices.Contains(env, awake) {
+		t.Errorf("lote up's environment has no %s:\n%q", awake, env)
+	}
 	agent := agentPID(t, node)
 	if env := environOf(t, agent); !slices.Contains(env, awake) {
 		t.Errorf("agent %d's environment has no %s:\n%q", agent, awake, env)

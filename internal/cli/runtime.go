@@ -61,6 +61,7 @@ server. Ctrl-C stops the agents (their running tasks are requeued) and then the 
 			}
 			cfg.Exe = exe
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			keepMonitorAwake(cfg.Logger)
 			serverGC()
 			cfg.Ready = func(s *server.Server) {
 				fmt.Fprintf(a.stderr, "lote is up at %s with %d node(s) of %d slot(s) in pool %q\n", s.URL(), cfg.Nodes, cfg.Slots, up.PoolID)
@@ -94,6 +95,16 @@ func serverFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.IntVar(&cfg.MaxCompletedTasks, "max-completed-tasks", server.DefaultMaxCompletedTasks, "keep at most this many tasks of completed jobs; the oldest completed jobs go first (-1 = no bound)")
 }
 
+// keepMonitorAwake re-executes a long-running process (lote up, server,
+// agent) with the Go runtime's monitor kept from its deep sleep, which
+// costs these processes a fifth to a third of their CPU under short tasks
+// (internal/sysmon). It returns only if that is done already, or cannot be.
+func keepMonitorAwake(log *slog.Logger) {
+	if err := sysmon.Reexec(); err != nil {
+		log.Warn("running with the Go runtime's default monitor, which costs more CPU per task", "err", err)
+	}
+}
+
 func (a *app) serverCmd() *cobra.Command {
 	var cfg server.Config
 	c := &cobra.Command{
@@ -102,6 +113,7 @@ func (a *app) serverCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
+			keepMonitorAwake(cfg.Logger)
 			serverGC()
 			s, err := server.Start(c.Context(), cfg)
 			if err != nil {
@@ -187,9 +199,7 @@ with the node credential kept in --dir/node.json), and runs the tasks it is give
 				return usageErr("--retention must be positive")
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
-			if err := sysmon.Reexec(); err != nil {
-				cfg.Logger.Warn("running with the Go runtime's defaults, slower per task", "err", err)
-			}
+			keepMonitorAwake(cfg.Logger)
 			sweep, stop := context.WithCancel(c.Context())
 			defer stop()
 			go (&agent.Sweeper{Dir: cfg.Dir, Retention: retention, Logger: cfg.Logger}).Run(sweep)

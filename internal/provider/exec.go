@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lotehq/lote/internal/sysmon"
 )
 
 // ExecConfig configures an Exec provider.
@@ -165,7 +166,7 @@ func (e *Exec) call(ctx context.Context, op string, req, reply any) error {
 	tctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, e.cfg.Command, append(slices.Clone(e.cfg.Args), op)...)
-	cmd.Env = append(os.Environ(), e.cfg.Env...)
+	cmd.Env = append(sysmon.UserEnviron(), e.cfg.Env...)
 	cmd.Stdin = bytes.NewReader(in)
 	stdout := &cappedBuffer{max: maxReply}
 	stderr := &tailBuffer{max: stderrTail}

@@ -1,23 +1,25 @@
-// Package sysmon keeps the Go runtime's system monitor awake in Lote's node
-// processes, the agent and its spawner, where its deep sleep costs more than
-// it saves.
+// Package sysmon keeps the Go runtime's system monitor awake in Lote's
+// long-running processes (lote up, server, agent, and the agent's spawner),
+// where its deep sleep costs more than it saves.
 //
 // The monitor (runtime.sysmon) sleeps deeply while every P is idle, and the
 // first system call after that wakes it and puts it back to polling every
 // 20 µs for at least a millisecond. The agent and the spawner go idle and
-// wake again for every start and every exit of a short task, so the monitor
-// polled almost without pause: 10 to 18 sleeps a task, a fifth of the
-// agent's CPU and a third of the spawner's in perf, on this project's
-// two-core test VM (docs/benchmarks.md). With the monitor kept out of its
-// deep sleep it backs off to 10 ms between polls whenever it finds nothing
-// to do, and the node's CPU per task fell from about 700 µs to 500.
+// wake again for every start and every exit of a short task, and the server
+// for every batch of reports, so the monitor polled almost without pause:
+// 10 to 18 sleeps a task, and in perf a fifth of the agent's CPU and a
+// third of the spawner's and the server's, on this project's two-core test
+// VM (docs/benchmarks.md). Kept out of its deep sleep, it backs off to 10 ms
+// between polls whenever it finds nothing to do.
 //
 // The one documented way to keep it so is GODEBUG's schedtrace, which a
 // process reads only at its start: hence Reexec. Its period is set to the
 // longest the runtime accepts, so the trace it exists for is printed to
-// standard error once every 24.8 days of the host's uptime, a line that
-// starts "SCHED". A user who sets schedtrace in GODEBUG (0 turns it off)
-// keeps their own value. Tasks get the user's GODEBUG (UserEnviron).
+// standard error once every 24.8 days of the host's uptime (at once, on a
+// host up longer than that), a line that starts "SCHED". A user who sets
+// schedtrace in GODEBUG (0 turns it off) keeps their own value. What Lote
+// runs for the user (tasks, provider commands) gets the user's GODEBUG
+// back (UserEnviron); Lote's own child processes inherit the setting.
 package sysmon
 
 import (
