@@ -47,11 +47,9 @@ func Reexec() error {
 	if !ok {
 		return nil
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	return syscall.Exec(exe, os.Args, env)
+	// The running file itself, even if an upgrade has replaced or removed
+	// the path it was started from.
+	return syscall.Exec("/proc/self/exe", os.Args, env)
 }
 
 // awakeEnviron returns env with setting added to GODEBUG and the user's
