@@ -372,6 +372,14 @@ func (a *Agent) adopt(ctx context.Context) error {
 				a.finishLocked(t, ex)
 			}
 		}
+		// So is a start, job preparation or release task's attempt: it
+		// ends lost, and its waiter retries it if it may.
+		for id := range a.start.wait {
+			if !alive[id] && !held[id] {
+				a.log.Warn("node task unknown to the new spawner: its attempt is lost", "id", id)
+				a.startTaskExitLocked(spawner.Exit{ID: id, ExitCode: -1, Lost: true, EndedAt: time.Now()})
+			}
+		}
 	}
 	a.startLocked()
 	if len(running) > 0 {

@@ -96,26 +96,7 @@ func TestChainNeverStarted(t *testing.T) {
 // instead of waiting forever for its exit.
 func TestAdoptReportsUnrecordedSpawn(t *testing.T) {
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "s.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- spawner.Serve(ctx, spawner.ServeConfig{SocketPath: sock, StateDir: filepath.Join(dir, "state")})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var sp *spawner.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		c, err := spawner.Dial(ctx, sock)
-		if err == nil {
-			sp = c
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { sp.Close() })
-
+	ctx, sp := serveSpawner(t, dir)
 	a, p, f, g := chainOf()
 	a.cfg.Dir, a.cfg.Slots, a.log = dir, 1, slog.New(slog.NewTextHandler(io.Discard, nil))
 	a.jobDirs = map[string]bool{}
@@ -155,5 +136,61 @@ func TestChainDepthFollowsRunTime(t *testing.T) {
 		if len(a.bare) != tc.want {
 			t.Errorf("tasks of %v: %d of depths 0-%d offered, want %d", tc.run, len(a.bare), chainDepthShort, tc.want)
 		}
+	}
+}
+
+// serveSpawner runs a spawner with its socket and state in dir, and
+// connects to it; both end with the test.
+func serveSpawner(t *testing.T, dir string) (context.Context, *spawner.Client) {
+	t.Helper()
+	sock := filepath.Join(dir, "s.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- spawner.Serve(ctx, spawner.ServeConfig{SocketPath: sock, StateDir: filepath.Join(dir, "state")})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		sp, err := spawner.Dial(ctx, sock)
+		if err == nil {
+			t.Cleanup(func() { sp.Close() })
+			return ctx, sp
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAdoptEndsUnrecordedNodeTask: a start task's attempt sent to a
+// spawner that died before recording it ends lost when the new spawner is
+// adopted, so that its waiter retries it instead of waiting forever; one
+// the spawner runs is left to run.
+func TestAdoptEndsUnrecordedNodeTask(t *testing.T) {
+	dir := t.TempDir()
+	ctx, sp := serveSpawner(t, dir)
+	a := &Agent{tasks: map[string]*task{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a.sp.Store(sp)
+	if err := sp.Spawn(spawner.SpawnRequest{ID: "startup-2-2", Argv: []string{"sleep", "60"}, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	lost, runs := make(chan spawner.Exit, 1), make(chan spawner.Exit, 1)
+	a.start.wait = map[string]chan spawner.Exit{"startup-1-1": lost, "startup-2-2": runs}
+	if err := a.adopt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ex := <-lost:
+		if !ex.Lost || ex.ID != "startup-1-1" || succeeded(ex) {
+			t.Errorf("exit %+v, want startup-1-1 lost", ex)
+		}
+	default:
+		t.Fatal("the unrecorded attempt still waits for an exit")
+	}
+	if len(runs) != 0 || a.start.wait["startup-2-2"] == nil || len(a.start.wait) != 1 {
+		t.Errorf("the running attempt: %d exits, waits %v; want it still waiting alone", len(runs), a.start.wait)
+	}
+	if err := sp.Kill("startup-2-2", 0); err != nil {
+		t.Fatal(err)
 	}
 }

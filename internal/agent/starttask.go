@@ -30,7 +30,10 @@ import (
 type startTaskState struct {
 	running bool
 	done    *proto.StartTaskDone // to send on the next frame
-	wait    map[string]chan spawner.Exit
+	// wait holds the sent attempts of node tasks (start, job preparation
+	// and release) whose exit someone waits for, by spawn ID. Only their
+	// exit, or adopt finding that the spawner lost them, ends the wait.
+	wait map[string]chan spawner.Exit
 }
 
 func (a *Agent) startupDir() string { return filepath.Join(a.cfg.Dir, "startup") }
@@ -97,6 +100,8 @@ func (a *Agent) runNodeTask(ctx context.Context, kind, dir, job string, st proto
 				done.Err = "killed by signal " + strconv.Itoa(ex.Signal)
 			case ex.TimedOut:
 				done.Err = "timed out"
+			case ex.Lost:
+				done.Err = "lost: the node's spawner or agent stopped while it ran"
 			}
 		}
 		a.log.Info(kind+" task attempt ended", "attempt", attempt, "ok", done.OK, "exit_code", done.ExitCode, "err", done.Err)
@@ -150,19 +155,21 @@ func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st p
 	for k, v := range st.Env {
 		env = append(env, k+"="+v)
 	}
-	if a.start.wait == nil {
-		a.start.wait = map[string]chan spawner.Exit{}
-	}
-	a.start.wait[id] = ch
-	a.mu.Unlock()
+	// Sent under the lock, as a task's spawn is: adopt, which reports the
+	// spawns a restarted spawner never recorded, sees it either before it
+	// went out (to the old spawner: an error here) or after.
 	err := a.spawner().Spawn(spawner.SpawnRequest{
 		ID: id, Argv: argv, Env: env, Base: true, Dir: wd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"), Credential: cred,
 	})
+	if err == nil {
+		if a.start.wait == nil {
+			a.start.wait = map[string]chan spawner.Exit{}
+		}
+		a.start.wait[id] = ch
+	}
+	a.mu.Unlock()
 	if err != nil {
-		a.mu.Lock()
-		delete(a.start.wait, id)
-		a.mu.Unlock()
 		return spawner.Exit{}, fmt.Errorf("starting the %s task: %w", kind, err)
 	}
 	return <-ch, nil
