@@ -295,11 +295,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: starting spawner: %w", err)
 	}
-	a.sp.Store(sp)
-	defer func() { a.spawner().Close() }()
-	if err := a.adopt(ctx); err != nil {
+	if err := a.adopt(ctx, sp); err != nil {
+		sp.Close()
 		return err
 	}
+	defer func() { a.spawner().Close() }()
 	done := make(chan struct{})
 	defer close(done)
 	go a.exits(done)
@@ -326,14 +326,19 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// adopt takes over tasks a previous agent left running in the spawner.
-func (a *Agent) adopt(ctx context.Context) error {
-	running, exited, err := a.spawner().State(ctx)
+// adopt makes sp the agent's spawner and takes over the tasks it runs that
+// a previous agent (or this one, before the spawner restarted) started.
+// sp's state is read before sp is stored: no spawn can go out on sp until
+// the state has answered and adopt holds the lock, so a sent spawn sp does
+// not know of went to an earlier spawner.
+func (a *Agent) adopt(ctx context.Context, sp *spawner.Client) error {
+	running, exited, err := sp.State(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: listing spawner tasks: %w", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.sp.Store(sp)
 	alive := make(map[string]bool, len(running))
 	for _, r := range running {
 		alive[r.ID] = true
@@ -1027,8 +1032,9 @@ func (a *Agent) exits(done <-chan struct{}) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			sp, err := a.startSpawner(ctx)
 			if err == nil {
-				a.sp.Store(sp)
-				err = a.adopt(ctx)
+				if err = a.adopt(ctx, sp); err != nil {
+					sp.Close()
+				}
 			}
 			cancel()
 			if err == nil {

@@ -104,8 +104,7 @@ func TestAdoptReportsUnrecordedSpawn(t *testing.T) {
 		tk.ref = proto.Ref{Job: "j", Task: strconv.Itoa(i), Attempt: 1}
 		tk.tpl = &proto.Template{Command: []string{"true"}}
 	}
-	a.sp.Store(sp)
-	if err := a.adopt(ctx); err != nil {
+	if err := a.adopt(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
 	if len(a.unsent) != 1 || a.unsent[0].id != p.id || !a.unsent[0].fin.Lost {
@@ -170,13 +169,12 @@ func TestAdoptEndsUnrecordedNodeTask(t *testing.T) {
 	dir := t.TempDir()
 	ctx, sp := serveSpawner(t, dir)
 	a := &Agent{tasks: map[string]*task{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	a.sp.Store(sp)
 	if err := sp.Spawn(spawner.SpawnRequest{ID: "startup-2-2", Argv: []string{"sleep", "60"}, Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	lost, runs := make(chan spawner.Exit, 1), make(chan spawner.Exit, 1)
 	a.start.wait = map[string]chan spawner.Exit{"startup-1-1": lost, "startup-2-2": runs}
-	if err := a.adopt(ctx); err != nil {
+	if err := a.adopt(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -155,9 +155,10 @@ func (a *Agent) nodeTaskAttempt(ctx context.Context, kind, dir, job string, st p
 	for k, v := range st.Env {
 		env = append(env, k+"="+v)
 	}
-	// Sent under the lock, as a task's spawn is: adopt, which reports the
-	// spawns a restarted spawner never recorded, sees it either before it
-	// went out (to the old spawner: an error here) or after.
+	// Sent under the lock, as a task's spawn is, so that adopt, which ends
+	// the sent spawns a restarted spawner never recorded, sees this one
+	// either as sent to an earlier spawner or not at all (it then goes to
+	// the new spawner once adopt is done).
 	err := a.spawner().Spawn(spawner.SpawnRequest{
 		ID: id, Argv: argv, Env: env, Base: true, Dir: wd,
 		Stdout: filepath.Join(dir, "stdout.txt"), Stderr: filepath.Join(dir, "stderr.txt"), Credential: cred,

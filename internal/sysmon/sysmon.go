@@ -16,7 +16,9 @@
 // process reads only at its start: hence Reexec. Its period is set to the
 // longest the runtime accepts, so the trace it exists for is printed to
 // standard error once every 24.8 days of the host's uptime (at once, on a
-// host up longer than that), a line that starts "SCHED". A user who sets
+// host up longer than that), a line that starts "SCHED"; and a fatal error
+// or SIGQUIT dumps the scheduler's state (every P, M and G) before the
+// goroutines' stacks. A user who sets
 // schedtrace in GODEBUG (0 turns it off) keeps their own value. What Lote
 // runs for the user (tasks, provider commands) gets the user's GODEBUG
 // back (UserEnviron); Lote's own child processes inherit the setting.
@@ -24,6 +26,7 @@ package sysmon
 
 import (
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -47,6 +50,10 @@ func Reexec() error {
 	if !ok {
 		return nil
 	}
+	// A CPU profile's timer (LOTE_CPUPROFILE) would outlive the exec and
+	// kill the new process with SIGPROF before its runtime handles it; the
+	// new process starts its own profile.
+	pprof.StopCPUProfile()
 	// The running file itself, even if an upgrade has replaced or removed
 	// the path it was started from.
 	return syscall.Exec("/proc/self/exe", os.Args, env)
@@ -60,8 +67,8 @@ func awakeEnviron(env []string) ([]string, bool) {
 		if strings.HasPrefix(kv, savedVar+"=") {
 			return env, false
 		}
-		if strings.HasPrefix(kv, "GODEBUG=") {
-			user, userSet = kv, true // the last one is what getenv finds
+		if strings.HasPrefix(kv, "GODEBUG=") && !userSet {
+			user, userSet = kv, true // the first, as getenv finds it
 		}
 	}
 	godebug := strings.TrimPrefix(user, "GODEBUG=")

@@ -18,8 +18,8 @@ func TestAwakeAndBack(t *testing.T) {
 		{"others kept", []string{"GODEBUG=madvdontneed=1", "A=1"},
 			[]string{"A=1", "GODEBUG=madvdontneed=1," + setting, savedVar + "=GODEBUG=madvdontneed=1"},
 			[]string{"A=1", "GODEBUG=madvdontneed=1"}},
-		{"the last of two wins", []string{"GODEBUG=x=1", "GODEBUG=y=2"},
-			[]string{"GODEBUG=y=2," + setting, savedVar + "=GODEBUG=y=2"}, []string{"GODEBUG=y=2"}},
+		{"the first of two wins, as in getenv", []string{"GODEBUG=x=1", "GODEBUG=y=2"},
+			[]string{"GODEBUG=x=1," + setting, savedVar + "=GODEBUG=x=1"}, []string{"GODEBUG=x=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := awakeEnviron(tc.env)
