@@ -62,14 +62,12 @@ func Reexec() error {
 // awakeEnviron returns env with setting added to GODEBUG and the user's
 // entry saved, and whether that differs from env.
 func awakeEnviron(env []string) ([]string, bool) {
-	user, userSet := "", false
-	for _, kv := range env {
-		if strings.HasPrefix(kv, savedVar+"=") {
-			return env, false
-		}
-		if strings.HasPrefix(kv, "GODEBUG=") && !userSet {
-			user, userSet = kv, true // the first, as getenv finds it
-		}
+	if slices.ContainsFunc(env, isVar(savedVar)) {
+		return env, false
+	}
+	user := "" // the user's entry, the first as getenv finds it; "" when unset
+	if i := slices.IndexFunc(env, isVar("GODEBUG")); i >= 0 {
+		user = env[i]
 	}
 	godebug := strings.TrimPrefix(user, "GODEBUG=")
 	for field := range strings.SplitSeq(godebug, ",") {
@@ -80,12 +78,13 @@ func awakeEnviron(env []string) ([]string, bool) {
 	if godebug != "" {
 		godebug += ","
 	}
-	saved := ""
-	if userSet {
-		saved = user
-	}
-	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
-	return append(out, "GODEBUG="+godebug+setting, savedVar+"="+saved), true
+	out := slices.DeleteFunc(slices.Clone(env), isVar("GODEBUG"))
+	return append(out, "GODEBUG="+godebug+setting, savedVar+"="+user), true
+}
+
+// isVar matches the environment entries of the variable name.
+func isVar(name string) func(string) bool {
+	return func(kv string) bool { return strings.HasPrefix(kv, name+"=") }
 }
 
 // UserEnviron is os.Environ as the user gave it to the process, before
@@ -95,13 +94,13 @@ func UserEnviron() []string {
 }
 
 func userEnviron(env []string) []string {
-	i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, savedVar+"=") })
+	i := slices.IndexFunc(env, isVar(savedVar))
 	if i < 0 {
 		return env
 	}
 	saved := strings.TrimPrefix(env[i], savedVar+"=")
 	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		return strings.HasPrefix(kv, savedVar+"=") || strings.HasPrefix(kv, "GODEBUG=")
+		return isVar(savedVar)(kv) || isVar("GODEBUG")(kv)
 	})
 	if saved != "" {
 		out = append(out, saved)
